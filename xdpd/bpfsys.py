@@ -1,0 +1,319 @@
+"""Thin ctypes binding to libbpf's syscall wrappers.
+
+bcc compiles and loads the program; everything after that (map reads and
+writes, batch loads, pins, program info, BPF_PROG_TEST_RUN) goes through
+these few calls on plain file descriptors.  That keeps ``xdpd status`` and the
+tests independent of bcc's table objects and usable on maps a previous daemon
+pinned.  libbpf1 is a dependency of Debian's bcc, so it is always present.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+_lib = ct.CDLL("libbpf.so.1", use_errno=True)
+
+
+class _BatchOpts(ct.Structure):
+    _fields_ = [("sz", ct.c_size_t), ("elem_flags", ct.c_uint64), ("flags", ct.c_uint64)]
+
+
+class _TestRunOpts(ct.Structure):
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("data_in", ct.c_void_p),
+        ("data_out", ct.c_void_p),
+        ("data_size_in", ct.c_uint32),
+        ("data_size_out", ct.c_uint32),
+        ("ctx_in", ct.c_void_p),
+        ("ctx_out", ct.c_void_p),
+        ("ctx_size_in", ct.c_uint32),
+        ("ctx_size_out", ct.c_uint32),
+        ("retval", ct.c_uint32),
+        ("repeat", ct.c_int),
+        ("duration", ct.c_uint32),
+        ("flags", ct.c_uint32),
+        ("cpu", ct.c_uint32),
+        ("batch_size", ct.c_uint32),
+    ]
+
+
+class _ProgInfo(ct.Structure):
+    # The head of struct bpf_prog_info (the ABI only ever appends).
+    _fields_ = [
+        ("type", ct.c_uint32),
+        ("id", ct.c_uint32),
+        ("tag", ct.c_uint8 * 8),
+        ("jited_prog_len", ct.c_uint32),
+        ("xlated_prog_len", ct.c_uint32),
+        ("jited_prog_insns", ct.c_uint64),
+        ("xlated_prog_insns", ct.c_uint64),
+        ("load_time", ct.c_uint64),
+        ("created_by_uid", ct.c_uint32),
+        ("nr_map_ids", ct.c_uint32),
+        ("map_ids", ct.c_uint64),
+        ("name", ct.c_char * 16),
+    ]
+
+
+class _MapInfo(ct.Structure):
+    _fields_ = [
+        ("type", ct.c_uint32),
+        ("id", ct.c_uint32),
+        ("key_size", ct.c_uint32),
+        ("value_size", ct.c_uint32),
+        ("max_entries", ct.c_uint32),
+        ("map_flags", ct.c_uint32),
+        ("name", ct.c_char * 16),
+    ]
+
+
+_lib.bpf_obj_get.argtypes = [ct.c_char_p]
+_lib.bpf_obj_pin.argtypes = [ct.c_int, ct.c_char_p]
+_lib.bpf_map_lookup_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+_lib.bpf_map_update_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_uint64]
+_lib.bpf_map_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
+_lib.bpf_map_get_next_key.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+_lib.bpf_map_update_batch.argtypes = [
+    ct.c_int, ct.c_void_p, ct.c_void_p, ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
+_lib.bpf_map_delete_batch.argtypes = [
+    ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
+_lib.bpf_map_lookup_batch.argtypes = [
+    ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p, ct.c_void_p,
+    ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
+_lib.bpf_obj_get_info_by_fd.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
+_lib.bpf_prog_get_fd_by_id.argtypes = [ct.c_uint32]
+_lib.bpf_map_get_fd_by_id.argtypes = [ct.c_uint32]
+_lib.bpf_prog_test_run_opts.argtypes = [ct.c_int, ct.POINTER(_TestRunOpts)]
+_lib.libbpf_num_possible_cpus.argtypes = []
+
+BATCH_CHUNK = 65536
+"""Entries per batch syscall: large enough to amortise, small enough for the
+kernel's temporary buffers."""
+
+
+class BpfError(OSError):
+    """A BPF syscall failed; ``str()`` names the operation and the object."""
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        code = -ret if ret < -1 else ct.get_errno() or errno.EIO
+        raise BpfError(code, f"{what}: {os.strerror(code)}")
+    return ret
+
+
+def num_possible_cpus() -> int:
+    return _check(_lib.libbpf_num_possible_cpus(), "counting possible CPUs")
+
+
+def obj_get(path: str) -> int:
+    """Open a pinned object; returns a new fd (caller closes)."""
+    return _check(_lib.bpf_obj_get(path.encode()), f"opening pinned {path}")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    _check(_lib.bpf_obj_pin(fd, path.encode()), f"pinning at {path}")
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    return _check(_lib.bpf_prog_get_fd_by_id(prog_id), f"opening program id {prog_id}")
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    id: int
+    name: str
+    map_ids: tuple[int, ...]
+
+
+def prog_info(fd: int) -> ProgInfo:
+    info = _ProgInfo()
+    size = ct.c_uint32(ct.sizeof(info))
+    _check(_lib.bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size)), "reading program info")
+    n = info.nr_map_ids
+    ids = (ct.c_uint32 * max(n, 1))()
+    info2 = _ProgInfo(nr_map_ids=n, map_ids=ct.addressof(ids))
+    size = ct.c_uint32(ct.sizeof(info2))
+    _check(_lib.bpf_obj_get_info_by_fd(fd, ct.byref(info2), ct.byref(size)), "reading program maps")
+    return ProgInfo(info.id, info.name.decode(errors="replace"), tuple(ids[:n]))
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    id: int
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    name: str
+
+
+def map_info(fd: int) -> MapInfo:
+    info = _MapInfo()
+    size = ct.c_uint32(ct.sizeof(info))
+    _check(_lib.bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size)), "reading map info")
+    return MapInfo(info.id, info.type, info.key_size, info.value_size, info.max_entries,
+                   info.map_flags, info.name.decode(errors="replace"))
+
+
+class Map:
+    """A BPF map by file descriptor, with typed keys and values.
+
+    For per-CPU maps ``lookup_percpu`` returns one value per possible CPU; the
+    kernel lays them out at 8-byte-aligned strides.
+    """
+
+    def __init__(self, fd: int, key_type: type, value_type: type, name: str = "map",
+                 percpu: bool = False) -> None:
+        self.fd = fd
+        self.key_type = key_type
+        self.value_type = value_type
+        self.name = name
+        self.percpu = percpu
+
+    @classmethod
+    def open_pinned(cls, path: str, key_type: type, value_type: type,
+                    percpu: bool = False) -> "Map":
+        return cls(obj_get(path), key_type, value_type, os.path.basename(path), percpu)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def info(self) -> MapInfo:
+        return map_info(self.fd)
+
+    def lookup(self, key):
+        value = self.value_type()
+        ret = _lib.bpf_map_lookup_elem(self.fd, ct.byref(key), ct.byref(value))
+        if ret < 0 and ct.get_errno() == errno.ENOENT:
+            return None
+        _check(ret, f"looking up in {self.name}")
+        return value
+
+    def lookup_percpu(self, key) -> list:
+        ncpu = num_possible_cpus()
+        stride = (ct.sizeof(self.value_type) + 7) & ~7
+        buf = (ct.c_uint8 * (stride * ncpu))()
+        _check(_lib.bpf_map_lookup_elem(self.fd, ct.byref(key), buf), f"looking up in {self.name}")
+        return [self.value_type.from_buffer_copy(buf, i * stride) for i in range(ncpu)]
+
+    def update(self, key, value) -> None:
+        _check(_lib.bpf_map_update_elem(self.fd, ct.byref(key), ct.byref(value), 0),
+               f"updating {self.name}")
+
+    def delete(self, key) -> bool:
+        ret = _lib.bpf_map_delete_elem(self.fd, ct.byref(key))
+        if ret < 0 and ct.get_errno() == errno.ENOENT:
+            return False
+        _check(ret, f"deleting from {self.name}")
+        return True
+
+    def keys(self) -> Iterator:
+        """Every key, by get_next_key (fine for small maps)."""
+        prev = None
+        while True:
+            nxt = self.key_type()
+            ret = _lib.bpf_map_get_next_key(self.fd, ct.byref(prev) if prev is not None else None,
+                                            ct.byref(nxt))
+            if ret < 0:
+                if ct.get_errno() == errno.ENOENT:
+                    return
+                _check(ret, f"iterating {self.name}")
+            yield nxt
+            prev = nxt
+
+    def update_batch(self, keys: bytes | bytearray | memoryview, values: bytes | bytearray | memoryview) -> int:
+        """Write many entries: ``keys``/``values`` are packed arrays of the
+        key and value structs.  Returns the number written."""
+        ksz, vsz = ct.sizeof(self.key_type), ct.sizeof(self.value_type)
+        n = len(keys) // ksz
+        if len(values) // vsz != n:
+            raise ValueError(f"{self.name}: {n} keys but {len(values) // vsz} values")
+        opts = _BatchOpts(sz=ct.sizeof(_BatchOpts))
+        done = 0
+        kbuf, vbuf = memoryview(keys), memoryview(values)
+        while done < n:
+            chunk = min(BATCH_CHUNK, n - done)
+            kc = (ct.c_uint8 * (chunk * ksz)).from_buffer_copy(kbuf[done * ksz:(done + chunk) * ksz])
+            vc = (ct.c_uint8 * (chunk * vsz)).from_buffer_copy(vbuf[done * vsz:(done + chunk) * vsz])
+            count = ct.c_uint32(chunk)
+            _check(_lib.bpf_map_update_batch(self.fd, kc, vc, ct.byref(count), ct.byref(opts)),
+                   f"batch update of {self.name} ({done + count.value} of {n} written)")
+            done += chunk
+        return n
+
+    def delete_batch(self, keys: bytes | bytearray | memoryview) -> int:
+        """Delete many keys (all must exist); returns the number deleted."""
+        ksz = ct.sizeof(self.key_type)
+        n = len(keys) // ksz
+        opts = _BatchOpts(sz=ct.sizeof(_BatchOpts))
+        done = 0
+        kbuf = memoryview(keys)
+        while done < n:
+            chunk = min(BATCH_CHUNK, n - done)
+            kc = (ct.c_uint8 * (chunk * ksz)).from_buffer_copy(kbuf[done * ksz:(done + chunk) * ksz])
+            count = ct.c_uint32(chunk)
+            _check(_lib.bpf_map_delete_batch(self.fd, kc, ct.byref(count), ct.byref(opts)),
+                   f"batch delete from {self.name}")
+            done += chunk
+        return n
+
+    def items_batch(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (packed key, packed value) pair, read with batch lookups.
+
+        Hash maps only; used to find the entries of a bank whose contents a
+        previous daemon wrote.
+        """
+        ksz, vsz = ct.sizeof(self.key_type), ct.sizeof(self.value_type)
+        opts = _BatchOpts(sz=ct.sizeof(_BatchOpts))
+        chunk = 8192
+        kbuf = (ct.c_uint8 * (chunk * ksz))()
+        vbuf = (ct.c_uint8 * (chunk * vsz))()
+        batch_in = None
+        # The kernel writes an opaque bucket cursor here; 8 bytes suffice for htab.
+        cursor = ct.c_uint64(0)
+        while True:
+            count = ct.c_uint32(chunk)
+            ret = _lib.bpf_map_lookup_batch(self.fd, batch_in, ct.byref(cursor), kbuf, vbuf,
+                                            ct.byref(count), ct.byref(opts))
+            err = ct.get_errno() if ret < 0 else 0
+            kb, vb = bytes(kbuf), bytes(vbuf)
+            for i in range(count.value):
+                yield kb[i * ksz:(i + 1) * ksz], vb[i * vsz:(i + 1) * vsz]
+            if ret < 0:
+                if err == errno.ENOENT:
+                    return
+                _check(ret, f"batch lookup in {self.name}")
+            batch_in = ct.byref(cursor)
+
+
+def prog_test_run(prog_fd: int, frame: bytes, repeat: int = 1) -> tuple[int, int]:
+    """Run a loaded XDP program on one frame (BPF_PROG_TEST_RUN).
+
+    Returns ``(XDP action, mean ns per run)``.
+    """
+    data = ct.create_string_buffer(frame, len(frame))
+    out = ct.create_string_buffer(len(frame) + 256)
+    opts = _TestRunOpts(
+        sz=ct.sizeof(_TestRunOpts),
+        data_in=ct.addressof(data),
+        data_size_in=len(frame),
+        data_out=ct.addressof(out),
+        data_size_out=len(out),
+        repeat=repeat,
+    )
+    _check(_lib.bpf_prog_test_run_opts(prog_fd, ct.byref(opts)), "BPF_PROG_TEST_RUN")
+    return opts.retval, opts.duration
+
+
+def pack_array(structs: Sequence[ct.Structure]) -> bytes:
+    """Concatenate ctypes structs into the packed form batch calls take."""
+    return b"".join(bytes(s) for s in structs)

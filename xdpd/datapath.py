@@ -1,0 +1,373 @@
+"""The BPF side: compile the program, own its pinned maps, write banks.
+
+This is one of the two modules that change kernel state (the other,
+:mod:`xdpd.links`, attaches programs to interfaces).  It never decides *what*
+to enforce; it receives a :class:`~xdpd.tables.BankImage` and makes one bank
+hold exactly that.
+
+Pin layout under the pin directory::
+
+    prog                    the XDP program (what `status` reports)
+    maps-<layout id>/NAME   the maps, one directory per binary layout
+
+The layout id hashes the C source and the build parameters, so a daemon
+built with different capacities or an upgraded program gets fresh maps
+instead of misreading old ones, while a plain restart adopts the maps (and
+counters) a previous daemon left pinned.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes as ct
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from . import bpfsys, layout
+from .tables import AddrTable, BankImage, diff_array, diff_exact, diff_lpm
+
+BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "xdpd.bpf.c"
+"""Default location of the C source; the package installs it beside xdpd/."""
+
+GRACE_SECONDS = 0.05
+"""Wait after a bank switch before rewriting the old bank: far longer than
+any XDP program run, so no packet still reads the old bank."""
+
+
+def find_source() -> Path:
+    for candidate in (os.environ.get("XDPD_BPF_SOURCE"), BPF_SOURCE,
+                      "/usr/share/xdpd/bpf/xdpd.bpf.c"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError("bpf/xdpd.bpf.c not found (set XDPD_BPF_SOURCE)")
+
+
+@dataclass(frozen=True)
+class BuildParams:
+    """The -D parameters of the program (its capacities)."""
+
+    max_exact: int = 4_000_000
+    max_prefixes: int = 200_000
+    ifindex_max: int = layout.IFINDEX_MAX
+
+    def cflags(self) -> list[str]:
+        return [f"-DMAX_EXACT={self.max_exact}", f"-DMAX_PREFIXES={self.max_prefixes}",
+                f"-DIFINDEX_MAX={self.ifindex_max}"]
+
+
+def layout_id(source: bytes, params: BuildParams) -> str:
+    h = hashlib.sha256(source)
+    h.update(" ".join(params.cflags()).encode())
+    return h.hexdigest()[:12]
+
+
+class CompileError(Exception):
+    """bcc could not build or the verifier rejected the program."""
+
+
+@dataclass
+class Compiled:
+    """A loaded program; holds bcc's module so the fds stay open."""
+
+    bpf: object
+    prog_fd: int
+    pass_fd: int
+    maps_dir: str
+
+
+def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
+    """Compile and load the program with its maps pinned under ``pin_dir``.
+
+    Maps already pinned for the same layout are reused (bcc opens them), which
+    is how counters and the enforced rule set survive a restart.
+    """
+    from bcc import BPF  # imported late: `xdpd check/status` work without it
+
+    src = find_source()
+    text = src.read_bytes()
+    maps_dir = os.path.join(pin_dir, "maps-" + layout_id(text, params))
+    os.makedirs(maps_dir, exist_ok=True)
+    cflags = [f'-DPIN_DIR="{maps_dir}"', "-w", *params.cflags()]
+    try:
+        bpf = BPF(src_file=str(src).encode(), cflags=cflags)
+        prog = bpf.load_func(b"xdpd_main", BPF.XDP)
+        ref = bpf.load_func(b"xdpd_pass", BPF.XDP)
+    except Exception as e:  # bcc raises bare Exception
+        raise CompileError(f"building {src}: {e}") from e
+    return Compiled(bpf, prog.fd, ref.fd, maps_dir)
+
+
+def pin_program(prog_fd: int, pin_dir: str) -> None:
+    """Pin (or atomically re-pin) the program at ``pin_dir/prog``."""
+    tmp = os.path.join(pin_dir, "prog.new")
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    bpfsys.obj_pin(prog_fd, tmp)
+    os.replace(tmp, os.path.join(pin_dir, "prog"))
+
+
+def remove_stale_maps(pin_dir: str, keep: str) -> list[str]:
+    """Unpin map directories of other layouts; returns what was removed."""
+    removed = []
+    for entry in sorted(Path(pin_dir).glob("maps-*")):
+        if str(entry) != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+    return removed
+
+
+def current_maps_dir(pin_dir: str) -> str | None:
+    """The maps directory the pinned program uses (None if nothing pinned)."""
+    prog = os.path.join(pin_dir, "prog")
+    dirs = sorted(Path(pin_dir).glob("maps-*"))
+    if not os.path.exists(prog) or not dirs:
+        return str(dirs[0]) if len(dirs) == 1 else None
+    fd = bpfsys.obj_get(prog)
+    try:
+        ids = set(bpfsys.prog_info(fd).map_ids)
+    finally:
+        os.close(fd)
+    for d in dirs:
+        mfd = bpfsys.obj_get(str(d / "state"))
+        try:
+            if bpfsys.map_info(mfd).id in ids:
+                return str(d)
+        finally:
+            os.close(mfd)
+    return None
+
+
+def _pack_masks(values: list[int]) -> bytes:
+    cache: dict[int, bytes] = {}
+    out = []
+    for m in values:
+        b = cache.get(m)
+        if b is None:
+            b = cache[m] = bytes(layout.Mask.of(m))
+        out.append(b)
+    return b"".join(out)
+
+
+def _pack_exact_keys(bank: int, keys: bytes, width: int) -> bytes:
+    """Interleave the bank number with packed addresses: struct key4/key6."""
+    n = len(keys) // width
+    words = width // 4
+    buf = bytearray(n * (4 + width))
+    out = memoryview(buf).cast("I")
+    src = memoryview(keys).cast("I")
+    stride = words + 1
+    out[0::stride] = array.array("I", [bank]) * n
+    for w in range(words):
+        out[1 + w::stride] = src[w::words]
+    return bytes(buf)
+
+
+class Datapath:
+    """The pinned maps of one layout, and bank writes into them."""
+
+    def __init__(self, maps_dir: str) -> None:
+        self.maps_dir = maps_dir
+        self.maps: dict[str, bpfsys.Map] = {
+            name: bpfsys.Map.open_pinned(os.path.join(maps_dir, name), k, v,
+                                         percpu=name in layout.PERCPU_MAPS)
+            for name, (k, v) in layout.MAPS.items()
+        }
+        self.known: list[BankImage | None] = [None, None]
+        """What each bank is known to hold (None: unknown, e.g. adopted)."""
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+
+    # -- state -----------------------------------------------------------
+    def state(self) -> layout.State:
+        return self.maps["state"].lookup(ct.c_uint32(0))
+
+    def active_bank(self) -> int:
+        return self.state().bank & 1
+
+    def is_initialised(self) -> bool:
+        """Has any daemon ever switched a bank in these maps?"""
+        return self.state().generation > 0
+
+    # -- writing ---------------------------------------------------------
+    def apply(self, image: BankImage) -> None:
+        """Make ``image`` the enforced rule set with no gap.
+
+        Writes the inactive bank, switches to it with one map write, then
+        brings the other bank up to date so the next change is a small diff.
+        """
+        active = self.active_bank()
+        target = 1 - active
+        self.write_bank(target, image)
+        st = self.state()
+        self.maps["state"].update(ct.c_uint32(0), layout.State(bank=target, generation=st.generation + 1))
+        time.sleep(GRACE_SECONDS)
+        self.write_bank(active, image)
+
+    def write_bank(self, bank: int, image: BankImage) -> None:
+        old = self.known[bank]
+        if old is None:
+            self._clear_addresses(bank)
+        self.known[bank] = None  # unknown while half-written
+        self._write_arrays(bank, image, old)
+        for (direction, family), table in image.addrs.items():
+            prev = old.addrs.get((direction, family)) if old else None
+            self._write_exact(bank, direction, family, prev, table)
+            self._write_lpm(bank, direction, family, prev, table)
+        self._write_ifaces(bank, image, old)
+        self._write_rules(bank, image)
+        self.known[bank] = image
+
+    def _write_arrays(self, bank: int, image: BankImage, old: BankImage | None) -> None:
+        for name, values, size in (("proto_mask", image.proto, 256),
+                                   ("sport_mask", image.sport, layout.PORT_SLOTS),
+                                   ("dport_mask", image.dport, layout.PORT_SLOTS)):
+            changed = diff_array(getattr(old, name.split("_")[0]) if old else None, values)
+            if not changed:
+                continue
+            keys = array.array("I", (bank * size + i for i in changed)).tobytes()
+            self.maps[name].update_batch(keys, _pack_masks([values[i] for i in changed]))
+
+    def _write_exact(self, bank: int, direction: str, family: int,
+                     old: AddrTable | None, new: AddrTable) -> None:
+        width = 4 if family == 4 else 16
+        diff = diff_exact(old, new, width)
+        m = self.maps[layout.exact_map(direction, family)]
+        for mask, keys in diff.upserts:
+            n = len(keys) // width
+            m.update_batch(_pack_exact_keys(bank, keys, width), bytes(layout.Mask.of(mask)) * n)
+        if diff.deletes:
+            m.delete_batch(_pack_exact_keys(bank, diff.deletes, width))
+
+    def _write_lpm(self, bank: int, direction: str, family: int,
+                   old: AddrTable | None, new: AddrTable) -> None:
+        upserts, deletes = diff_lpm(old, new)
+        m = self.maps[layout.lpm_map(direction, family)]
+        keytype = m.key_type
+        # LPM tries have no batch operations; prefixes are few.
+        for net, plen, mask in upserts:
+            m.update(keytype(prefixlen=32 + plen, bank=bank, addr=net), layout.Mask.of(mask))
+        for net, plen in deletes:
+            m.delete(keytype(prefixlen=32 + plen, bank=bank, addr=net))
+
+    def _write_ifaces(self, bank: int, image: BankImage, old: BankImage | None) -> None:
+        m = self.maps["iface_cfg"]
+        base = bank * layout.IFINDEX_MAX
+        wanted = {e.ifindex: e for e in image.ifaces}
+        previous = {e.ifindex for e in old.ifaces} if old else set(self._enabled_ifindexes(bank))
+        for idx, e in wanted.items():
+            m.update(ct.c_uint32(base + idx),
+                     layout.IfaceEnt(enabled=1, default_drop=int(e.default_drop), slot=e.slot))
+        for idx in previous - set(wanted):
+            m.update(ct.c_uint32(base + idx), layout.IfaceEnt())
+
+    def _enabled_ifindexes(self, bank: int) -> list[int]:
+        # Only used when adopting maps: one pass over the array.
+        m = self.maps["iface_cfg"]
+        base = bank * layout.IFINDEX_MAX
+        out = []
+        for i in range(layout.IFINDEX_MAX):
+            v = m.lookup(ct.c_uint32(base + i))
+            if v is not None and v.enabled:
+                out.append(i)
+        return out
+
+    def _write_rules(self, bank: int, image: BankImage) -> None:
+        m = self.maps["rules"]
+        ents = [layout.RuleEnt(action=a, slot=s) for a, s in image.rules]
+        ents += [layout.RuleEnt()] * (layout.MAX_RULES - len(ents))
+        keys = array.array("I", range(bank * layout.MAX_RULES, (bank + 1) * layout.MAX_RULES)).tobytes()
+        m.update_batch(keys, bpfsys.pack_array(ents))
+        self.maps["banks"].update(ct.c_uint32(bank), layout.BankCfg(
+            all=layout.Mask.of(image.all_rules), src_wild=layout.Mask.of(image.src_wild),
+            dst_wild=layout.Mask.of(image.dst_wild), decisive=layout.Mask.of(image.decisive),
+            flags=image.flags, nrules=len(image.rules)))
+
+    def _clear_addresses(self, bank: int) -> None:
+        """Remove every address entry of ``bank`` (contents unknown)."""
+        bank_bytes = bank.to_bytes(4, "little")
+        for direction in ("src", "dst"):
+            for family in (4, 6):
+                m = self.maps[layout.exact_map(direction, family)]
+                stale = b"".join(k for k, _ in m.items_batch() if k[:4] == bank_bytes)
+                if stale:
+                    m.delete_batch(stale)
+                lpm = self.maps[layout.lpm_map(direction, family)]
+                for k in [k for k in lpm.keys() if k.bank == bank]:
+                    lpm.delete(k)
+
+    # -- metadata and counters ---------------------------------------------
+    def write_rule_names(self, names: Mapping[int, tuple[str, int]], fresh: set[int]) -> None:
+        """Record slot -> (name, action) and zero the counters of ``fresh`` slots."""
+        m = self.maps["rule_names"]
+        for slot in range(layout.MAX_RULE_SLOTS):
+            if slot in names:
+                name, action = names[slot]
+                m.update(ct.c_uint32(slot), layout.RuleMeta(name=name.encode()[:63], action=action, in_use=1))
+            else:
+                cur = m.lookup(ct.c_uint32(slot))
+                if cur is not None and cur.in_use:
+                    m.update(ct.c_uint32(slot), layout.RuleMeta())
+        for slot in fresh:
+            self._zero_percpu("rule_stats", slot)
+
+    def write_iface_names(self, names: Mapping[int, tuple[str, int, str]], fresh: set[int]) -> None:
+        """Record slot -> (name, ifindex, mode) and zero counters of ``fresh`` slots."""
+        m = self.maps["iface_names"]
+        for slot in range(layout.MAX_IFACES):
+            if slot in names:
+                name, ifindex, mode = names[slot]
+                m.update(ct.c_uint32(slot), layout.IfaceMeta(
+                    name=name.encode(), ifindex=ifindex, mode=layout.MODE_CODES[mode], in_use=1))
+            else:
+                cur = m.lookup(ct.c_uint32(slot))
+                if cur is not None and cur.in_use:
+                    m.update(ct.c_uint32(slot), layout.IfaceMeta())
+        for slot in fresh:
+            for v in range(layout.NVERDICTS):
+                self._zero_percpu("iface_stats", slot * layout.NVERDICTS + v)
+
+    def _zero_percpu(self, name: str, index: int) -> None:
+        m = self.maps[name]
+        ncpu = bpfsys.num_possible_cpus()
+        zeros = (layout.Counter * ncpu)()
+        bpfsys._check(bpfsys._lib.bpf_map_update_elem(m.fd, ct.byref(ct.c_uint32(index)), zeros, 0),
+                      f"zeroing {name}[{index}]")
+
+    def rule_names(self) -> dict[int, tuple[str, int]]:
+        out = {}
+        for slot in range(layout.MAX_RULE_SLOTS):
+            v = self.maps["rule_names"].lookup(ct.c_uint32(slot))
+            if v is not None and v.in_use:
+                out[slot] = (v.name.decode(errors="replace"), v.action)
+        return out
+
+    def iface_names(self) -> dict[int, tuple[str, int, str]]:
+        out = {}
+        for slot in range(layout.MAX_IFACES):
+            v = self.maps["iface_names"].lookup(ct.c_uint32(slot))
+            if v is not None and v.in_use:
+                out[slot] = (v.name.decode(errors="replace"), v.ifindex,
+                             layout.MODE_NAMES.get(v.mode, "none"))
+        return out
+
+    def counter(self, name: str, index: int) -> tuple[int, int]:
+        """(packets, bytes) summed over CPUs."""
+        vals = self.maps[name].lookup_percpu(ct.c_uint32(index))
+        return sum(v.packets for v in vals), sum(v.bytes for v in vals)
+
+    def rule_order(self, bank: int | None = None) -> list[tuple[int, int]]:
+        """(action, slot) of the rules of ``bank`` (default: active) in order."""
+        bank = self.active_bank() if bank is None else bank
+        cfg = self.maps["banks"].lookup(ct.c_uint32(bank))
+        out = []
+        for bit in range(cfg.nrules):
+            r = self.maps["rules"].lookup(ct.c_uint32(bank * layout.MAX_RULES + bit))
+            out.append((r.action, r.slot))
+        return out

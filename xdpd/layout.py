@@ -1,0 +1,171 @@
+"""The binary layout shared with ``bpf/xdpd.bpf.c``.
+
+Every struct and constant here mirrors the C source; the two must change
+together.  ``tests/kernel/test_layout.py`` checks the sizes against the
+compiled program's maps, so a drift is caught before it corrupts a map.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import enum
+
+MAX_RULES = 128
+MAX_RULE_SLOTS = 256
+MAX_IFACES = 256
+IFINDEX_MAX = 65536
+NO_PORT = 65536
+PORT_SLOTS = 65537
+MASK_WORDS = 2
+
+ACT_PASS = 0
+ACT_DROP = 1
+ACT_COUNT = 2
+
+
+class Verdict(enum.IntEnum):
+    """Per-interface outcome counters, indexed as in the C program."""
+
+    PASS_RULE = 0
+    DROP_RULE = 1
+    PASS_DEFAULT = 2
+    DROP_DEFAULT = 3
+    DROP_MALFORMED = 4
+    PASS_EXEMPT = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+NVERDICTS = len(Verdict)
+
+# bank_cfg.flags: which address maps hold entries for a bank.
+F_SRC4_EXACT = 1 << 0
+F_SRC4_LPM = 1 << 1
+F_SRC6_EXACT = 1 << 2
+F_SRC6_LPM = 1 << 3
+F_DST4_EXACT = 1 << 4
+F_DST4_LPM = 1 << 5
+F_DST6_EXACT = 1 << 6
+F_DST6_LPM = 1 << 7
+
+ADDR_FLAGS = {
+    ("src", 4, "exact"): F_SRC4_EXACT,
+    ("src", 4, "lpm"): F_SRC4_LPM,
+    ("src", 6, "exact"): F_SRC6_EXACT,
+    ("src", 6, "lpm"): F_SRC6_LPM,
+    ("dst", 4, "exact"): F_DST4_EXACT,
+    ("dst", 4, "lpm"): F_DST4_LPM,
+    ("dst", 6, "exact"): F_DST6_EXACT,
+    ("dst", 6, "lpm"): F_DST6_LPM,
+}
+
+
+class Mask(ct.Structure):
+    _fields_ = [("w", ct.c_uint64 * MASK_WORDS)]
+
+    @classmethod
+    def of(cls, bits: int) -> "Mask":
+        return cls((ct.c_uint64 * 2)(bits & 0xFFFFFFFFFFFFFFFF, bits >> 64))
+
+    def value(self) -> int:
+        return self.w[0] | (self.w[1] << 64)
+
+
+class State(ct.Structure):
+    _fields_ = [("bank", ct.c_uint32), ("pad", ct.c_uint32), ("generation", ct.c_uint64)]
+
+
+class BankCfg(ct.Structure):
+    _fields_ = [
+        ("all", Mask),
+        ("src_wild", Mask),
+        ("dst_wild", Mask),
+        ("decisive", Mask),
+        ("flags", ct.c_uint32),
+        ("nrules", ct.c_uint32),
+    ]
+
+
+class RuleEnt(ct.Structure):
+    _fields_ = [("action", ct.c_uint32), ("slot", ct.c_uint32)]
+
+
+class IfaceEnt(ct.Structure):
+    _fields_ = [("enabled", ct.c_uint8), ("default_drop", ct.c_uint8), ("slot", ct.c_uint16)]
+
+
+class Counter(ct.Structure):
+    _fields_ = [("packets", ct.c_uint64), ("bytes", ct.c_uint64)]
+
+
+class Key4(ct.Structure):
+    _fields_ = [("bank", ct.c_uint32), ("addr", ct.c_char * 4)]
+
+
+class Key6(ct.Structure):
+    _fields_ = [("bank", ct.c_uint32), ("addr", ct.c_char * 16)]
+
+
+class Lpm4(ct.Structure):
+    _fields_ = [("prefixlen", ct.c_uint32), ("bank", ct.c_uint32), ("addr", ct.c_char * 4)]
+
+
+class Lpm6(ct.Structure):
+    _fields_ = [("prefixlen", ct.c_uint32), ("bank", ct.c_uint32), ("addr", ct.c_char * 16)]
+
+
+class RuleMeta(ct.Structure):
+    _fields_ = [
+        ("name", ct.c_char * 64),
+        ("action", ct.c_uint32),
+        ("in_use", ct.c_uint32),
+    ]
+
+
+class IfaceMeta(ct.Structure):
+    _fields_ = [
+        ("name", ct.c_char * 16),
+        ("ifindex", ct.c_uint32),
+        ("mode", ct.c_uint32),
+        ("in_use", ct.c_uint32),
+        ("pad", ct.c_uint32),
+    ]
+
+
+MODE_CODES = {"none": 0, "native": 1, "generic": 2, "offload": 3}
+MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
+
+# Map name -> (key type, value type); what the loader opens from the pin dir.
+MAPS: dict[str, tuple[type, type]] = {
+    "state": (ct.c_uint32, State),
+    "banks": (ct.c_uint32, BankCfg),
+    "rules": (ct.c_uint32, RuleEnt),
+    "proto_mask": (ct.c_uint32, Mask),
+    "sport_mask": (ct.c_uint32, Mask),
+    "dport_mask": (ct.c_uint32, Mask),
+    "src4_exact": (Key4, Mask),
+    "dst4_exact": (Key4, Mask),
+    "src6_exact": (Key6, Mask),
+    "dst6_exact": (Key6, Mask),
+    "src4_lpm": (Lpm4, Mask),
+    "dst4_lpm": (Lpm4, Mask),
+    "src6_lpm": (Lpm6, Mask),
+    "dst6_lpm": (Lpm6, Mask),
+    "iface_cfg": (ct.c_uint32, IfaceEnt),
+    "iface_stats": (ct.c_uint32, Counter),
+    "rule_stats": (ct.c_uint32, Counter),
+    "rule_names": (ct.c_uint32, RuleMeta),
+    "iface_names": (ct.c_uint32, IfaceMeta),
+}
+
+PERCPU_MAPS = frozenset({"iface_stats", "rule_stats"})
+
+
+def exact_map(direction: str, family: int) -> str:
+    return f"{direction}{family}_exact"
+
+
+def lpm_map(direction: str, family: int) -> str:
+    return f"{direction}{family}_lpm"

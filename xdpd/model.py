@@ -1,0 +1,161 @@
+"""The desired state, as plain immutable data.
+
+Everything the daemon is asked to enforce is described by a :class:`Config`.
+It is produced by :mod:`xdpd.config` from YAML and consumed by
+:mod:`xdpd.tables` (which turns it into BPF map contents) without either side
+touching the kernel.  Keeping these types free of behaviour is what lets the
+planner and the table compiler be tested without root.
+
+Addresses are stored packed (network byte order, sorted, unique) rather than
+as :mod:`ipaddress` objects: a million-line block list would otherwise cost
+hundreds of megabytes of Python objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Action(enum.Enum):
+    """What a matching rule does.
+
+    ``COUNT`` counts the packet and lets it go on to later rules; ``DROP`` and
+    ``PASS`` decide.
+    """
+
+    DROP = "drop"
+    PASS = "pass"
+    COUNT = "count"
+
+
+class Default(enum.Enum):
+    """Verdict for an IP packet no decisive rule matched."""
+
+    PASS = "pass"
+    DROP = "drop"
+
+
+class Mode(enum.Enum):
+    """XDP attachment mode.  ``AUTO`` tries native and falls back to generic."""
+
+    AUTO = "auto"
+    NATIVE = "native"
+    GENERIC = "generic"
+    OFFLOAD = "offload"
+
+
+@dataclass(frozen=True, order=True)
+class Origin:
+    """Where a piece of configuration came from, for error messages."""
+
+    path: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.path}:{self.line}:{self.col}"
+        return self.path
+
+
+@dataclass(frozen=True)
+class AddrSet:
+    """A set of IPv4 and IPv6 addresses and prefixes.
+
+    Host addresses (/32 and /128) live in ``v4_exact``/``v6_exact`` as the
+    concatenation of sorted, unique packed addresses, because that is both the
+    cheapest Python representation and exactly the bytes the kernel's hash
+    map keys want.  Shorter prefixes are few in practice and are kept as
+    sorted tuples of ``(packed network address, prefix length)``.
+    """
+
+    v4_exact: bytes = b""
+    v6_exact: bytes = b""
+    v4_prefixes: tuple[tuple[bytes, int], ...] = ()
+    v6_prefixes: tuple[tuple[bytes, int], ...] = ()
+
+    def __len__(self) -> int:
+        return (
+            len(self.v4_exact) // 4
+            + len(self.v6_exact) // 16
+            + len(self.v4_prefixes)
+            + len(self.v6_prefixes)
+        )
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+
+@dataclass(frozen=True, order=True)
+class PortRange:
+    """An inclusive port range; a single port has ``lo == hi``."""
+
+    lo: int
+    hi: int
+
+
+PROTO_NAMES: dict[str, int] = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
+"""Protocol names accepted in ``proto``; any number 0-255 is accepted too."""
+
+PORT_PROTOS: frozenset[int] = frozenset({6, 17})
+"""Protocols whose ports the XDP program reads (TCP and UDP)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of the ordered rule list.
+
+    A field that is ``None`` matches anything.  Fields are ANDed; the items
+    inside one field are ORed.  ``src``/``dst`` hold the union of the inline
+    list and of any list files (``src_files``/``dst_files`` name those files so
+    the daemon can watch them).
+    """
+
+    name: str
+    action: Action
+    src: AddrSet | None = None
+    dst: AddrSet | None = None
+    protos: frozenset[int] | None = None
+    src_ports: tuple[PortRange, ...] | None = None
+    dst_ports: tuple[PortRange, ...] | None = None
+    src_files: tuple[str, ...] = ()
+    dst_files: tuple[str, ...] = ()
+    origin: Origin = field(default=Origin("<none>"), compare=False)
+
+
+@dataclass(frozen=True)
+class Interface:
+    """An interface that carries the filter."""
+
+    name: str
+    mode: Mode = Mode.AUTO
+    default: Default = Default.PASS
+    origin: Origin = field(default=Origin("<none>"), compare=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Daemon-wide settings (``settings:`` in the YAML)."""
+
+    log_interval: float = 60.0
+    detach_on_stop: bool = True
+    max_addresses: int = 2_000_000
+    """Capacity of each exact-address map (per direction and family)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole desired state, merged from every file of the config dir."""
+
+    settings: Settings = Settings()
+    interfaces: tuple[Interface, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    files: tuple[str, ...] = ()
+    """Every file the config was read from (YAML and list files)."""
+
+    def interface(self, name: str) -> Interface | None:
+        for iface in self.interfaces:
+            if iface.name == name:
+                return iface
+        return None

@@ -1,0 +1,371 @@
+"""Compile a :class:`~xdpd.model.Config` into the contents of one map bank.
+
+Pure functions only: the result, a :class:`BankImage`, is plain data that
+:mod:`xdpd.datapath` writes into the kernel and that tests can inspect
+without root.  The encoding is the bit-vector scheme described at the top of
+``bpf/xdpd.bpf.c``: rule ``i`` (in config order) owns bit ``i``; each field's
+table maps a packet value to the mask of rules that accept it.
+
+Exact host addresses stay packed (see :class:`~xdpd.model.AddrSet`) all the
+way to the batch write, so a million-entry list never becomes a million
+Python objects.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from . import layout
+from .model import Action, AddrSet, Config, Default, PortRange, Rule
+
+ACTION_CODES = {Action.PASS: layout.ACT_PASS, Action.DROP: layout.ACT_DROP,
+                Action.COUNT: layout.ACT_COUNT}
+DIRECTIONS = ("src", "dst")
+FAMILIES = (4, 6)
+
+
+@dataclass(frozen=True)
+class AddrTable:
+    """Entries of one direction and family.
+
+    ``exact``: groups of host addresses sharing one mask, each a sorted
+    packed ``bytes`` (keys of distinct groups are disjoint).
+    ``lpm``: ``(packed network, prefix length, mask)`` where the mask already
+    includes the bits of every covering shorter prefix, because the trie
+    returns only the longest match.
+    """
+
+    exact: tuple[tuple[int, bytes], ...] = ()
+    lpm: tuple[tuple[bytes, int, int], ...] = ()
+
+    def exact_count(self) -> int:
+        return sum(len(keys) for _, keys in self.exact)
+
+
+@dataclass(frozen=True)
+class IfaceEntry:
+    ifindex: int
+    default_drop: bool
+    slot: int
+
+
+@dataclass(frozen=True)
+class BankImage:
+    """Everything one bank holds; equal images mean equal kernel contents."""
+
+    rules: tuple[tuple[int, int], ...]          # (action code, counter slot) by bit
+    all_rules: int
+    src_wild: int
+    dst_wild: int
+    decisive: int
+    flags: int
+    proto: tuple[int, ...]                      # 256 masks
+    sport: tuple[int, ...]                      # PORT_SLOTS masks
+    dport: tuple[int, ...]
+    addrs: Mapping[tuple[str, int], AddrTable] = field(default_factory=dict)
+    ifaces: tuple[IfaceEntry, ...] = ()
+
+    def address_count(self) -> int:
+        return sum(t.exact_count() // (4 if fam == 4 else 16) + len(t.lpm)
+                   for (_, fam), t in self.addrs.items())
+
+
+def build_image(config: Config, rule_slots: Mapping[str, int],
+                ifaces: Iterable[IfaceEntry]) -> BankImage:
+    """The bank contents for ``config``.
+
+    ``rule_slots`` gives each rule's counter slot (stable across reloads, see
+    :func:`assign_slots`); ``ifaces`` are the interfaces to enable, already
+    resolved to ifindexes by the caller (that is observed state).
+    """
+    rules = config.rules
+    if len(rules) > layout.MAX_RULES:
+        raise ValueError(f"{len(rules)} rules; the XDP program holds at most {layout.MAX_RULES}")
+    all_rules = (1 << len(rules)) - 1
+    decisive = _bits(i for i, r in enumerate(rules) if r.action is not Action.COUNT)
+    src_wild = _bits(i for i, r in enumerate(rules) if r.src is None)
+    dst_wild = _bits(i for i, r in enumerate(rules) if r.dst is None)
+
+    addrs: dict[tuple[str, int], AddrTable] = {}
+    flags = 0
+    for direction in DIRECTIONS:
+        for family in FAMILIES:
+            table = _addr_table(rules, direction, family)
+            if table.exact:
+                flags |= layout.ADDR_FLAGS[(direction, family, "exact")]
+            if table.lpm:
+                flags |= layout.ADDR_FLAGS[(direction, family, "lpm")]
+            addrs[(direction, family)] = table
+
+    return BankImage(
+        rules=tuple((ACTION_CODES[r.action], rule_slots[r.name]) for r in rules),
+        all_rules=all_rules,
+        src_wild=src_wild,
+        dst_wild=dst_wild,
+        decisive=decisive,
+        flags=flags,
+        proto=_proto_table(rules),
+        sport=_port_table(rules, lambda r: r.src_ports),
+        dport=_port_table(rules, lambda r: r.dst_ports),
+        addrs=addrs,
+        ifaces=tuple(sorted(ifaces, key=lambda e: e.ifindex)),
+    )
+
+
+def iface_entries(config: Config, ifindexes: Mapping[str, int],
+                  iface_slots: Mapping[str, int]) -> list[IfaceEntry]:
+    """Interfaces of ``config`` that exist (have an ifindex) as entries."""
+    return [IfaceEntry(ifindexes[i.name], i.default is Default.DROP, iface_slots[i.name])
+            for i in config.interfaces if i.name in ifindexes]
+
+
+def assign_slots(names: Sequence[str], current: Mapping[str, int], reserved: Iterable[int],
+                 capacity: int) -> dict[str, int]:
+    """Stable counter slots: a name keeps its slot; new names take free ones.
+
+    ``reserved`` are slots still referenced by the other bank, which must not
+    be reused until that bank is rewritten.
+    """
+    out = {n: current[n] for n in names if n in current}
+    taken = set(out.values()) | set(reserved)
+    free = (s for s in range(capacity) if s not in taken)
+    for n in names:
+        if n not in out:
+            try:
+                out[n] = next(free)
+            except StopIteration:
+                raise ValueError(f"no free counter slot for {n!r} (capacity {capacity})") from None
+    return out
+
+
+def _bits(indexes: Iterable[int]) -> int:
+    m = 0
+    for i in indexes:
+        m |= 1 << i
+    return m
+
+
+def _proto_table(rules: Sequence[Rule]) -> tuple[int, ...]:
+    table = [0] * 256
+    for i, r in enumerate(rules):
+        bit = 1 << i
+        for p in (range(256) if r.protos is None else r.protos):
+            table[p] |= bit
+    return tuple(table)
+
+
+def _port_table(rules: Sequence[Rule], ports_of) -> tuple[int, ...]:
+    """Masks for ports 0..65535 plus the NO_PORT slot.
+
+    Built from the range boundaries rather than port by port: 128 rules with
+    full-range ports would otherwise cost millions of Python operations.
+    """
+    wild = 0
+    ranged: list[tuple[PortRange, int]] = []
+    for i, r in enumerate(rules):
+        ports = ports_of(r)
+        if ports is None:
+            wild |= 1 << i
+        else:
+            ranged.extend((pr, 1 << i) for pr in ports)
+    cuts = sorted({0, layout.NO_PORT} | {pr.lo for pr, _ in ranged} | {pr.hi + 1 for pr, _ in ranged})
+    table: list[int] = []
+    for lo, hi in zip(cuts, cuts[1:]):
+        m = wild
+        for pr, bit in ranged:
+            if pr.lo <= lo and hi - 1 <= pr.hi:
+                m |= bit
+        table.extend([m] * (hi - lo))
+    table.append(wild)  # NO_PORT: only rules that name no port
+    assert len(table) == layout.PORT_SLOTS
+    return tuple(table)
+
+
+def _addr_table(rules: Sequence[Rule], direction: str, family: int) -> AddrTable:
+    width = 4 if family == 4 else 16
+    exact_by_rule: list[tuple[int, bytes]] = []
+    prefixes: dict[tuple[bytes, int], int] = {}
+    for i, r in enumerate(rules):
+        aset: AddrSet | None = getattr(r, direction)
+        if aset is None:
+            continue
+        keys = aset.v4_exact if family == 4 else aset.v6_exact
+        if keys:
+            exact_by_rule.append((1 << i, keys))
+        for net, plen in (aset.v4_prefixes if family == 4 else aset.v6_prefixes):
+            prefixes[(net, plen)] = prefixes.get((net, plen), 0) | (1 << i)
+    return AddrTable(exact=merge_exact(exact_by_rule, width), lpm=_inherit(prefixes, width))
+
+
+class PackedKeys(Sequence[bytes]):
+    """A sorted packed key array viewed as a sequence, for :mod:`bisect`."""
+
+    def __init__(self, data: bytes, width: int) -> None:
+        self.data, self.width = data, width
+
+    def __len__(self) -> int:
+        return len(self.data) // self.width
+
+    def __getitem__(self, i):  # type: ignore[override]
+        w = self.width
+        return self.data[i * w:(i + 1) * w]
+
+    def __contains__(self, key: object) -> bool:
+        i = bisect.bisect_left(self, key)
+        return i < len(self) and self[i] == key
+
+    def chunks(self) -> Iterable[bytes]:
+        w, d = self.width, self.data
+        return (d[i:i + w] for i in range(0, len(d), w))
+
+
+def merge_exact(by_rule: Sequence[tuple[int, bytes]], width: int) -> tuple[tuple[int, bytes], ...]:
+    """Partition the host addresses of several rules into groups by mask.
+
+    The common shape is one huge list and a few small ones: the small lists
+    go through a dict and are checked against the big one by binary search,
+    so the big one is never expanded into Python objects.
+    """
+    if not by_rule:
+        return ()
+    if len(by_rule) == 1:
+        return (by_rule[0],)
+    ordered = sorted(by_rule, key=lambda mk: len(mk[1]), reverse=True)
+    big_bit, big = ordered[0]
+    big_keys = PackedKeys(big, width)
+    small: dict[bytes, int] = {}
+    for bit, keys in ordered[1:]:
+        for k in PackedKeys(keys, width).chunks():
+            small[k] = small.get(k, 0) | bit
+    overlap = [k for k in small if k in big_keys]
+    for k in overlap:
+        small[k] |= big_bit
+    if overlap:
+        big = remove_keys(big, sorted(overlap), width)
+    groups: dict[int, list[bytes]] = {}
+    for k, m in small.items():
+        groups.setdefault(m, []).append(k)
+    out = [(big_bit, big)] if big else []
+    for m, keys in sorted(groups.items()):
+        if m == big_bit:
+            # Can't happen (big_bit-only keys are in `big`), kept for clarity.
+            continue
+        out.append((m, b"".join(sorted(keys))))
+    return tuple(out)
+
+
+def remove_keys(data: bytes, sorted_keys: Sequence[bytes], width: int) -> bytes:
+    """``data`` without ``sorted_keys`` (each present in ``data``)."""
+    view = PackedKeys(data, width)
+    parts, start = [], 0
+    for k in sorted_keys:
+        i = bisect.bisect_left(view, k)
+        parts.append(data[start * width:i * width])
+        start = i + 1
+    parts.append(data[start * width:])
+    return b"".join(parts)
+
+
+def _inherit(prefixes: Mapping[tuple[bytes, int], int], width: int) -> tuple[tuple[bytes, int, int], ...]:
+    """Give each prefix the bits of every shorter prefix that covers it."""
+    if not prefixes:
+        return ()
+    bits = width * 8
+    by_len: dict[int, dict[int, int]] = {}
+    for (net, plen), m in prefixes.items():
+        by_len.setdefault(plen, {})[int.from_bytes(net, "big")] = m
+    lengths = sorted(by_len)
+    out = []
+    for (net, plen), m in sorted(prefixes.items()):
+        n = int.from_bytes(net, "big")
+        for shorter in lengths:
+            if shorter >= plen:
+                break
+            covering = n >> (bits - shorter) << (bits - shorter) if shorter else 0
+            m |= by_len[shorter].get(covering, 0)
+        out.append((net, plen, m))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ExactDiff:
+    """What to write to turn one exact table into another."""
+
+    upserts: tuple[tuple[int, bytes], ...]     # (mask, packed keys)
+    deletes: bytes                             # packed keys
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.deletes)
+
+
+def diff_sorted(old: bytes, new: bytes, width: int) -> tuple[bytes, bytes]:
+    """(added, removed) between two sorted packed key arrays.
+
+    The common edit (a few lines of a huge list) leaves a long common head
+    and tail; those are found by comparing slices at C speed, so only the
+    changed middle is walked in Python.
+    """
+    if old == new:
+        return b"", b""
+    n_old, n_new = len(old) // width, len(new) // width
+    head = _common_run(old, new, width, min(n_old, n_new), from_end=False)
+    tail = _common_run(old, new, width, min(n_old, n_new) - head, from_end=True)
+    mid_old = old[head * width:(n_old - tail) * width]
+    mid_new = new[head * width:(n_new - tail) * width]
+    a, b = set(PackedKeys(mid_old, width).chunks()), set(PackedKeys(mid_new, width).chunks())
+    return b"".join(sorted(b - a)), b"".join(sorted(a - b))
+
+
+def _common_run(old: bytes, new: bytes, width: int, limit: int, from_end: bool) -> int:
+    """Length, in keys, of the common prefix (or suffix) of two arrays."""
+    lo, hi = 0, limit
+    lo_old, lo_new = len(old), len(new)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if from_end:
+            same = old[lo_old - mid * width:] == new[lo_new - mid * width:]
+        else:
+            same = old[:mid * width] == new[:mid * width]
+        if same:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def diff_exact(old: AddrTable | None, new: AddrTable, width: int) -> ExactDiff:
+    """Entries to upsert and delete to go from ``old`` to ``new``."""
+    old_groups = dict(old.exact) if old else {}
+    new_groups = dict(new.exact)
+    upserts: list[tuple[int, bytes]] = []
+    removed: list[bytes] = []
+    for m in sorted(set(old_groups) | set(new_groups)):
+        added, gone = diff_sorted(old_groups.get(m, b""), new_groups.get(m, b""), width)
+        if added:
+            upserts.append((m, added))
+        if gone:
+            removed.append(gone)
+    deletes = b"".join(removed)
+    if deletes and upserts:
+        # A key that moved between groups is re-written, not deleted.
+        moved = {k for _, keys in upserts for k in PackedKeys(keys, width).chunks()}
+        deletes = b"".join(k for k in PackedKeys(deletes, width).chunks() if k not in moved)
+    return ExactDiff(tuple(upserts), deletes)
+
+
+def diff_lpm(old: AddrTable | None, new: AddrTable) -> tuple[list[tuple[bytes, int, int]], list[tuple[bytes, int]]]:
+    """(upserts, deletes) for the LPM entries."""
+    old_map = {(n, p): m for n, p, m in (old.lpm if old else ())}
+    new_map = {(n, p): m for n, p, m in new.lpm}
+    upserts = [(n, p, m) for (n, p), m in new_map.items() if old_map.get((n, p)) != m]
+    deletes = [k for k in old_map if k not in new_map]
+    return upserts, deletes
+
+
+def diff_array(old: Sequence[int] | None, new: Sequence[int]) -> list[int]:
+    """Indexes whose value differs (all of them when ``old`` is unknown)."""
+    if old is None:
+        return list(range(len(new)))
+    return [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
