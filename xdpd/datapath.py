@@ -104,7 +104,7 @@ def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
 
 def pin_program(prog_fd: int, pin_dir: str) -> None:
     """Pin (or atomically re-pin) the program at ``pin_dir/prog``."""
-    tmp = os.path.join(pin_dir, "prog.new")
+    tmp = os.path.join(pin_dir, "prog_new")  # bpffs forbids dots in names
     if os.path.exists(tmp):
         os.unlink(tmp)
     bpfsys.obj_pin(prog_fd, tmp)
@@ -165,6 +165,13 @@ def _pack_exact_keys(bank: int, keys: bytes, width: int) -> bytes:
     for w in range(words):
         out[1 + w::stride] = src[w::words]
     return bytes(buf)
+
+
+def _lpm_key(keytype: type, bank: int, net: bytes, plen: int):
+    """The trie key: 32 bits of bank number, then the prefix."""
+    key = keytype(prefixlen=32 + plen, bank=bank)
+    ct.memmove(key.addr, net, len(net))
+    return key
 
 
 class Datapath:
@@ -249,12 +256,11 @@ class Datapath:
                    old: AddrTable | None, new: AddrTable) -> None:
         upserts, deletes = diff_lpm(old, new)
         m = self.maps[layout.lpm_map(direction, family)]
-        keytype = m.key_type
         # LPM tries have no batch operations; prefixes are few.
         for net, plen, mask in upserts:
-            m.update(keytype(prefixlen=32 + plen, bank=bank, addr=net), layout.Mask.of(mask))
+            m.update(_lpm_key(m.key_type, bank, net, plen), layout.Mask.of(mask))
         for net, plen in deletes:
-            m.delete(keytype(prefixlen=32 + plen, bank=bank, addr=net))
+            m.delete(_lpm_key(m.key_type, bank, net, plen))
 
     def _write_ifaces(self, bank: int, image: BankImage, old: BankImage | None) -> None:
         m = self.maps["iface_cfg"]

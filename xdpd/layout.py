@@ -101,19 +101,19 @@ class Counter(ct.Structure):
 
 
 class Key4(ct.Structure):
-    _fields_ = [("bank", ct.c_uint32), ("addr", ct.c_char * 4)]
+    _fields_ = [("bank", ct.c_uint32), ("addr", ct.c_uint8 * 4)]
 
 
 class Key6(ct.Structure):
-    _fields_ = [("bank", ct.c_uint32), ("addr", ct.c_char * 16)]
+    _fields_ = [("bank", ct.c_uint32), ("addr", ct.c_uint8 * 16)]
 
 
 class Lpm4(ct.Structure):
-    _fields_ = [("prefixlen", ct.c_uint32), ("bank", ct.c_uint32), ("addr", ct.c_char * 4)]
+    _fields_ = [("prefixlen", ct.c_uint32), ("bank", ct.c_uint32), ("addr", ct.c_uint8 * 4)]
 
 
 class Lpm6(ct.Structure):
-    _fields_ = [("prefixlen", ct.c_uint32), ("bank", ct.c_uint32), ("addr", ct.c_char * 16)]
+    _fields_ = [("prefixlen", ct.c_uint32), ("bank", ct.c_uint32), ("addr", ct.c_uint8 * 16)]
 
 
 class RuleMeta(ct.Structure):

@@ -1,0 +1,69 @@
+"""A loaded xdpd program driven by BPF_PROG_TEST_RUN, for frame-level tests.
+
+The program is compiled once per session into its own pin directory.  Each
+test loads a rule set (YAML, parsed by the real config loader) into the
+banks and runs crafted frames through the kernel's verifier-checked program:
+no interface is involved.  BPF_PROG_TEST_RUN reports ingress ifindex 1, so
+the image enables ifindex 1 -- a map entry in the test's own maps, nothing
+is attached to any device.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+
+import pytest
+
+from xdpd import bpfsys, layout, tables
+from xdpd.config import parse_config_text
+from xdpd.datapath import BuildParams, Datapath, compile_program
+
+XDP_DROP, XDP_PASS = 1, 2
+VERDICTS = {XDP_DROP: "drop", XDP_PASS: "pass"}
+
+
+class LoadedProgram:
+    def __init__(self, pin_dir: str, params: BuildParams) -> None:
+        os.makedirs(pin_dir, exist_ok=True)
+        self.pin_dir = pin_dir
+        self.compiled = compile_program(pin_dir, params)
+        self.dp = Datapath(self.compiled.maps_dir)
+        self.slots: dict[str, int] = {}
+
+    def load(self, yaml_text: str, default: str = "pass") -> None:
+        config = parse_config_text(textwrap.dedent(yaml_text), "test.yaml")
+        names = [r.name for r in config.rules]
+        retired = {s for n, s in self.slots.items() if n not in names}
+        slots = tables.assign_slots(names, self.slots, retired, layout.MAX_RULE_SLOTS)
+        fresh = {s for n, s in slots.items() if n not in self.slots}
+        self.dp.write_rule_names({slots[r.name]: (r.name, tables.ACTION_CODES[r.action])
+                                  for r in config.rules}, fresh)
+        self.slots = slots
+        image = tables.build_image(config, self.slots,
+                                   [tables.IfaceEntry(1, default == "drop", 0)])
+        self.dp.apply(image)
+
+    def run(self, frame: bytes) -> str:
+        action, _ = bpfsys.prog_test_run(self.compiled.prog_fd, frame)
+        return VERDICTS[action]
+
+    def rule(self, name: str) -> tuple[int, int]:
+        return self.dp.counter("rule_stats", self.slots[name])
+
+    def verdict_count(self, verdict: layout.Verdict) -> int:
+        return self.dp.counter("iface_stats", verdict)[0]
+
+    def close(self) -> None:
+        self.dp.close()
+        shutil.rmtree(self.pin_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prog() -> LoadedProgram:
+    lp = LoadedProgram(f"/sys/fs/bpf/xdpdt-prog-{os.getpid()}", BuildParams(max_exact=200_000))
+    try:
+        yield lp
+    finally:
+        lp.close()

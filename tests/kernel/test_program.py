@@ -1,0 +1,239 @@
+"""The XDP program itself, on crafted frames (BPF_PROG_TEST_RUN).
+
+Parsing (VLANs, IPv4 options, IPv6 extension chains, fragments), the
+malformed-frame verdict at every truncation offset, and rule semantics (first
+match, count rules, default drop with ARP/ND exempt, exact counters).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from frames import ETH_P_IPV4, eth, frame_arp_request, frame_v4, frame_v6, icmpv6, ipv4, ipv6
+from prog_fixture import prog  # noqa: F401  (fixture)
+from xdpd import layout
+from xdpd.datapath import BuildParams, compile_program
+from xdpd.layout import Verdict
+
+pytestmark = pytest.mark.kernel
+
+V4_DST, V6_DST = "203.0.113.9", "2001:db8:ffff::9"
+QINQ = [(0x88A8, 100), (0x8100, 200)]
+
+# Frames without payload: every byte is a header the program needs, so any
+# truncation must be classified malformed.
+BASE_FRAMES = {
+    "v4-udp": frame_v4("udp", "198.51.100.1", V4_DST, 1000, 53),
+    "v4-tcp": frame_v4("tcp", "198.51.100.1", V4_DST, 1000, 22),
+    "v4-tcp-options": frame_v4("tcp", "198.51.100.1", V4_DST, 1000, 22, options=b"\x01" * 12),
+    "v4-icmp": frame_v4("icmp", "198.51.100.1", V4_DST),
+    "v4-vlan-udp": frame_v4("udp", "198.51.100.1", V4_DST, 1000, 53, vlans=[(0x8100, 7)]),
+    "v4-qinq-udp": frame_v4("udp", "198.51.100.1", V4_DST, 1000, 53, vlans=QINQ),
+    "v4-nonfirst-fragment": eth() + ipv4("198.51.100.1", V4_DST, 17, b"", frag_offset=10),
+    "v6-tcp": frame_v6("tcp", "2001:db8:900d::1", V6_DST, 1000, 22),
+    "v6-icmpv6": frame_v6("icmpv6", "2001:db8:900d::1", V6_DST),
+    "v6-ext-chain-udp": frame_v6("udp", "2001:db8:900d::1", V6_DST, 1000, 53,
+                                 exts=[0, 43, 60, (44, {"frag_offset": 0, "more_fragments": True})]),
+    "v6-qinq-udp": frame_v6("udp", "2001:db8:900d::1", V6_DST, 1000, 53, vlans=QINQ),
+}
+
+
+def test_verifier_accepts_every_specialisation(tmp_path):
+    """Each build parameter set compiles and passes the verifier."""
+    for i, params in enumerate([BuildParams(max_exact=1024, max_prefixes=64, ifindex_max=256),
+                                BuildParams(max_exact=8_000_000, max_prefixes=1_000_000)]):
+        pin = f"/sys/fs/bpf/xdpdt-spec-{i}-{tmp_path.name[-8:]}"
+        try:
+            c = compile_program(pin, params)
+            assert c.prog_fd > 0
+        finally:
+            import shutil
+            shutil.rmtree(pin, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", sorted(BASE_FRAMES))
+def test_truncated_at_every_offset_is_malformed(prog, name):
+    prog.load("rules: [{name: other, action: drop, dst_port: 9999}]")
+    frame = BASE_FRAMES[name]
+    before = prog.verdict_count(Verdict.DROP_MALFORMED)
+    for cut in range(14, len(frame)):
+        assert prog.run(frame[:cut]) == "drop", f"{name} cut at {cut} of {len(frame)}"
+    assert prog.verdict_count(Verdict.DROP_MALFORMED) - before == len(frame) - 14
+    assert prog.run(frame) == "pass"
+    assert prog.run(frame + b"payload") == "pass"
+
+
+@pytest.mark.parametrize("frame,why", [
+    (eth() + ipv4("198.51.100.1", V4_DST, 17, b"\0" * 8, ihl=4), "IPv4 header length below 5"),
+    (eth() + ipv4("198.51.100.1", V4_DST, 17, b"\0" * 8, version=6), "IPv4 ethertype, version 6"),
+    (frame_v4("tcp", "198.51.100.1", V4_DST)[:46] + b"\x10" + frame_v4("tcp", "198.51.100.1", V4_DST)[47:],
+     "TCP data offset below 5"),
+    (frame_v6("udp", "2001:db8::1", V6_DST, exts=[60] * 9), "IPv6 chain deeper than 8"),
+])
+def test_malformed_headers_are_dropped(prog, frame, why):
+    prog.load("rules: []")
+    assert prog.run(frame) == "drop", why
+
+
+def test_vlan_and_qinq_frames_are_filtered_like_untagged(prog):
+    prog.load("rules: [{name: bad, action: drop, src: [192.0.2.0/24, '2001:db8:bad::/48']}]")
+    for vlans in ([], [(0x8100, 5)], [(0x88A8, 5)], QINQ):
+        assert prog.run(frame_v4("udp", "192.0.2.7", V4_DST, vlans=vlans)) == "drop", vlans
+        assert prog.run(frame_v4("udp", "198.51.100.7", V4_DST, vlans=vlans)) == "pass", vlans
+        assert prog.run(frame_v6("udp", "2001:db8:bad::7", V6_DST, vlans=vlans)) == "drop", vlans
+
+
+def test_ipv4_options_do_not_hide_ports(prog):
+    prog.load("rules: [{name: ssh, action: drop, proto: tcp, dst_port: 22}]")
+    for opt_len in (0, 4, 20, 40):
+        f = frame_v4("tcp", "198.51.100.1", V4_DST, 5555, 22, options=b"\x01" * opt_len)
+        assert prog.run(f) == "drop", opt_len
+        f = frame_v4("tcp", "198.51.100.1", V4_DST, 5555, 23, options=b"\x01" * opt_len)
+        assert prog.run(f) == "pass", opt_len
+
+
+@pytest.mark.parametrize("exts", [[], [0], [43], [60], [0, 60], [0, 43, 60, 60],
+                                  [(44, {"frag_offset": 0, "more_fragments": True})],
+                                  [0, 43, 60, 60, 60, 60, 60, 60]])
+def test_ipv6_extension_chains_reach_the_ports(prog, exts):
+    prog.load("rules: [{name: dns, action: drop, proto: udp, dst_port: 53}]")
+    assert prog.run(frame_v6("udp", "2001:db8::1", V6_DST, 1000, 53, exts=exts)) == "drop"
+    assert prog.run(frame_v6("udp", "2001:db8::1", V6_DST, 1000, 54, exts=exts)) == "pass"
+
+
+def test_non_first_fragments_match_rules_without_ports_only(prog):
+    prog.load("""
+        rules:
+          - {name: dns, action: drop, proto: udp, dst_port: 53}
+          - {name: bad, action: drop, src: [192.0.2.0/24, '2001:db8:bad::/48']}
+          - {name: count-udp, action: count, proto: udp}
+    """)
+    frag4 = frame_v4(17, "198.51.100.1", V4_DST, frag_offset=100, payload=b"\0" * 16)
+    frag6 = frame_v6(17, "2001:db8::1", V6_DST, exts=[(44, {"frag_offset": 100})], payload=b"\0" * 16)
+    before = prog.rule("count-udp")[0]
+    assert prog.run(frag4) == "pass"      # port rule cannot match: no ports
+    assert prog.run(frag6) == "pass"
+    assert prog.rule("count-udp")[0] - before == 2  # proto rule does match
+    assert prog.run(frame_v4(17, "192.0.2.1", V4_DST, frag_offset=100, payload=b"\0" * 16)) == "drop"
+    assert prog.run(frame_v6(17, "2001:db8:bad::1", V6_DST, exts=[(44, {"frag_offset": 9})])) == "drop"
+    # The first fragment carries the ports.
+    first = frame_v4("udp", "198.51.100.1", V4_DST, 1000, 53, more_fragments=True)
+    assert prog.run(first) == "drop"
+
+
+def test_first_match_decides(prog):
+    prog.load("""
+        rules:
+          - {name: admin, action: pass, src: [192.0.2.10]}
+          - {name: net, action: drop, src: [192.0.2.0/24]}
+          - {name: never, action: pass, src: [192.0.2.0/25]}
+    """)
+    assert prog.run(frame_v4("udp", "192.0.2.10", V4_DST)) == "pass"
+    assert prog.run(frame_v4("udp", "192.0.2.11", V4_DST)) == "drop"
+    assert prog.rule("admin")[0] == 1
+    assert prog.rule("net")[0] == 1
+    assert prog.rule("never")[0] == 0
+
+
+def test_count_rules_count_and_continue_and_stop_at_the_decision(prog):
+    prog.load("""
+        rules:
+          - {name: c1, action: count}
+          - {name: c-udp, action: count, proto: udp}
+          - {name: drop-dns, action: drop, proto: udp, dst_port: 53}
+          - {name: c-after, action: count}
+    """)
+    f_dns = frame_v4("udp", "198.51.100.1", V4_DST, 1000, 53)
+    f_web = frame_v4("tcp", "198.51.100.1", V4_DST, 1000, 443)
+    before = {n: prog.rule(n) for n in ("c1", "c-udp", "drop-dns", "c-after")}
+    assert prog.run(f_dns) == "drop"
+    assert prog.run(f_web) == "pass"
+    delta = {n: prog.rule(n)[0] - before[n][0] for n in before}
+    assert delta == {"c1": 2, "c-udp": 1, "drop-dns": 1, "c-after": 1}
+    assert prog.rule("drop-dns")[1] - before["drop-dns"][1] == len(f_dns)
+
+
+def test_count_rules_beyond_the_first_word_are_counted(prog):
+    """Rules 64..127 live in the mask's second word."""
+    rules = "".join(f"  - {{name: c{i}, action: count}}\n" for i in range(100))
+    prog.load("rules:\n" + rules + "  - {name: last, action: drop, proto: udp}\n")
+    before = [prog.rule(f"c{i}")[0] for i in range(100)]
+    assert prog.run(frame_v4("udp", "198.51.100.1", V4_DST)) == "drop"
+    assert [prog.rule(f"c{i}")[0] - before[i] for i in range(100)] == [1] * 100
+    assert prog.rule("last")[0] == 1
+
+
+def test_default_drop_exempts_arp_and_neighbour_discovery(prog):
+    prog.load("rules: [{name: allow-ssh, action: pass, proto: tcp, dst_port: 22}]", default="drop")
+    exempt = prog.verdict_count(Verdict.PASS_EXEMPT)
+    assert prog.run(frame_v4("tcp", "198.51.100.1", V4_DST, 999, 22)) == "pass"
+    assert prog.run(frame_v4("tcp", "198.51.100.1", V4_DST, 999, 80)) == "drop"
+    assert prog.run(frame_arp_request("203.0.113.1", "203.0.113.2")) == "pass"
+    ns = eth(ethertype=0x86DD) + ipv6("fe80::1", "ff02::1:ff00:2", 58, icmpv6(135, 0, b"\0" * 20), hop_limit=255)
+    assert prog.run(ns) == "pass"
+    assert prog.run(frame_v6("icmpv6", "2001:db8::1", V6_DST)) == "drop"  # echo: not ND
+    assert prog.run(eth(ethertype=0x88CC) + b"\0" * 46) == "drop"        # LLDP: default applies
+    assert prog.verdict_count(Verdict.PASS_EXEMPT) - exempt == 2
+
+
+def test_exact_counters_per_rule_and_interface(prog):
+    prog.load("rules: [{name: bad, action: drop, src: [192.0.2.0/24]}]")
+    f = frame_v4("udp", "192.0.2.99", V4_DST, payload=b"x" * 100)
+    before_rule = prog.rule("bad")
+    before_if = prog.dp.counter("iface_stats", Verdict.DROP_RULE)
+    for _ in range(37):
+        assert prog.run(f) == "drop"
+    assert prog.rule("bad") == (before_rule[0] + 37, before_rule[1] + 37 * len(f))
+    after_if = prog.dp.counter("iface_stats", Verdict.DROP_RULE)
+    assert after_if == (before_if[0] + 37, before_if[1] + 37 * len(f))
+
+
+def test_prefixes_exact_entries_and_covering_prefixes_combine(prog):
+    """Exact /32 and /128 entries live in hashes, shorter prefixes in tries;
+    a packet matching both kinds in different rules sees both."""
+    prog.load("""
+        rules:
+          - {name: count-host, action: count, src: [192.0.2.5, '2001:db8:bad::5']}
+          - {name: count-zero-octets, action: count, src: [10.0.0.0/8]}
+          - {name: drop-net, action: drop, src: [192.0.2.0/24, '2001:db8:bad::/48']}
+    """)
+    before = prog.rule("count-host")[0]
+    assert prog.run(frame_v4("udp", "192.0.2.5", V4_DST)) == "drop"
+    assert prog.run(frame_v6("udp", "2001:db8:bad::5", V6_DST)) == "drop"
+    assert prog.rule("count-host")[0] - before == 2
+    assert prog.run(frame_v4("udp", "192.0.3.5", V4_DST)) == "pass"
+    z = prog.rule("count-zero-octets")[0]
+    assert prog.run(frame_v4("udp", "10.0.0.1", V4_DST)) == "pass"
+    assert prog.rule("count-zero-octets")[0] - z == 1
+
+
+def test_dst_proto_and_port_fields(prog):
+    prog.load("""
+        rules:
+          - {name: dst, action: drop, dst: [203.0.113.64/26]}
+          - {name: ports, action: drop, proto: [tcp, udp], dst_port: [25, "6000-6010"]}
+          - {name: sports, action: drop, proto: udp, src_port: 19}
+          - {name: icmp6, action: drop, proto: icmpv6}
+          - {name: gre, action: drop, proto: 47}
+    """)
+    assert prog.run(frame_v4("udp", "198.51.100.1", "203.0.113.65")) == "drop"
+    assert prog.run(frame_v4("udp", "198.51.100.1", "203.0.113.63")) == "pass"
+    for port, verdict in ((25, "drop"), (5999, "pass"), (6000, "drop"), (6010, "drop"), (6011, "pass")):
+        assert prog.run(frame_v4("tcp", "198.51.100.1", V4_DST, 1000, port)) == verdict, port
+        assert prog.run(frame_v6("udp", "2001:db8::1", V6_DST, 1000, port)) == verdict, port
+    assert prog.run(frame_v4("udp", "198.51.100.1", V4_DST, 19, 80)) == "drop"
+    assert prog.run(frame_v4("tcp", "198.51.100.1", V4_DST, 19, 80)) == "pass"
+    assert prog.run(frame_v6("icmpv6", "2001:db8::1", V6_DST)) == "drop"
+    assert prog.run(frame_v4(47, "198.51.100.1", V4_DST, payload=b"\0" * 8)) == "drop"
+
+
+def test_rule_set_switch_is_complete(prog):
+    """After a reload only the new rule set applies, in both banks."""
+    prog.load("rules: [{name: a, action: drop, src: [192.0.2.1]}]")
+    prog.load("rules: [{name: b, action: drop, src: [192.0.2.2]}]")
+    assert prog.run(frame_v4("udp", "192.0.2.1", V4_DST)) == "pass"
+    assert prog.run(frame_v4("udp", "192.0.2.2", V4_DST)) == "drop"
+    prog.load("rules: [{name: b, action: drop, src: [192.0.2.2]}]")
+    assert prog.run(frame_v4("udp", "192.0.2.2", V4_DST)) == "drop"
+    assert prog.dp.known[0] == prog.dp.known[1]
+    assert layout.MAX_RULES == 128

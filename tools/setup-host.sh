@@ -1,0 +1,46 @@
+#!/bin/sh
+# Prepare a Debian 12 machine to build, test and run xdpd. Idempotent.
+#  - Debian packages (bcc exists only as python3-bpfcc; the PyPI "bcc" is unrelated)
+#  - kernel headers for bcc: the running kernel's package, or Debian's
+#    linux-headers-amd64 linked in as /lib/modules/$(uname -r)/{build,source}
+#  - a bpf filesystem at /sys/fs/bpf
+set -eu
+
+PACKAGES="python3-bpfcc python3-pyroute2 python3-yaml python3-watchdog python3-structlog
+python3-sdnotify python3-systemd python3-pytest python3-hypothesis bpftool xdp-tools
+iproute2 iputils-ping iputils-arping procps make util-linux"
+
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+release=$(uname -r)
+build=/lib/modules/$release/build
+if [ ! -d "$build/include" ] && [ ! -e /sys/kernel/kheaders.tar.xz ]; then
+    missing="$missing HEADERS"
+fi
+if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    pkgs=$(echo "$missing" | sed 's/HEADERS//')
+    [ -n "$(echo $pkgs)" ] && apt-get install -y -q $pkgs
+fi
+
+if [ ! -d "$build/include" ] && [ ! -e /sys/kernel/kheaders.tar.xz ]; then
+    # Prefer the exact headers package; fall back to Debian's current ones.
+    if apt-get install -y -q "linux-headers-$release" >/dev/null 2>&1 && [ -d "$build/include" ]; then
+        :
+    else
+        apt-get install -y -q linux-headers-amd64
+        amd64=$(ls -d /usr/src/linux-headers-*-amd64 | sort -V | tail -n 1)
+        common=$(echo "$amd64" | sed 's/-amd64$/-common/')
+        mkdir -p "/lib/modules/$release"
+        ln -sfn "$amd64" "$build"
+        ln -sfn "$common" "/lib/modules/$release/source"
+        echo "setup: linked $build -> $amd64 (no headers package for kernel $release)"
+    fi
+fi
+
+if ! grep -q " /sys/fs/bpf bpf " /proc/self/mounts; then
+    mount -t bpf bpf /sys/fs/bpf
+fi

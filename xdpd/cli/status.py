@@ -1,0 +1,21 @@
+"""``xdpd status``: read the pinned state, daemon or not."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..status import format_status, read_status
+
+
+def main(args) -> int:
+    try:
+        st = read_status(args.pin_dir)
+    except PermissionError as e:
+        print(f"xdpd status: {e} (run as root)", file=sys.stderr)
+        return 77
+    if args.json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+    else:
+        print(format_status(st))
+    return 0 if "error" not in st else 1

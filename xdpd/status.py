@@ -1,0 +1,107 @@
+"""Read what is enforced straight from the pinned maps and netlink.
+
+Works while the daemon is down (after a crash, or with
+``detach_on_stop: false``), because everything it reports lives in the
+kernel: the pinned program and maps, and the interfaces' XDP attachments.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import os
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from . import bpfsys, layout, links
+from .datapath import Datapath, current_maps_dir
+from .enforcer import is_ours
+
+ACTION_NAMES = {layout.ACT_PASS: "pass", layout.ACT_DROP: "drop", layout.ACT_COUNT: "count"}
+
+
+def read_status(pin_dir: str) -> dict[str, Any]:
+    """The documented ``status --json`` shape.
+
+    ``{"interfaces": {NAME: {"attached", "mode", "prog_id", ...}},
+    "rules": {NAME: {"action", "packets", "bytes", ...}}}``
+    """
+    out: dict[str, Any] = {"pin_dir": pin_dir, "interfaces": {}, "rules": {}}
+    maps_dir = current_maps_dir(pin_dir) if os.path.isdir(pin_dir) else None
+    if maps_dir is None:
+        out["error"] = f"nothing pinned under {pin_dir}"
+        return out
+    prog_path = os.path.join(pin_dir, "prog")
+    prog_id = 0
+    if os.path.exists(prog_path):
+        fd = bpfsys.obj_get(prog_path)
+        try:
+            prog_id = bpfsys.prog_info(fd).id
+        finally:
+            os.close(fd)
+    out["prog_id"] = prog_id
+    dp = Datapath(maps_dir)
+    try:
+        st = dp.state()
+        bank = st.bank & 1
+        out["generation"] = st.generation
+        with IPRoute() as ipr:
+            observed = links.observe(ipr)
+        for slot, (name, ifindex, mode) in sorted(dp.iface_names().items(), key=lambda x: x[1][0]):
+            link = observed.get(name)
+            ent = dp.maps["iface_cfg"].lookup(ct.c_uint32(bank * layout.IFINDEX_MAX + ifindex))
+            counters = {}
+            for v in layout.Verdict:
+                p, b = dp.counter("iface_stats", slot * layout.NVERDICTS + v)
+                counters[v.label] = {"packets": p, "bytes": b}
+            out["interfaces"][name] = {
+                "attached": bool(link and link.prog_id and is_ours(link.prog_id)),
+                "mode": (link.mode if link and link.mode else "none"),
+                "prog_id": link.prog_id if link else 0,
+                "ifindex": link.ifindex if link else ifindex,
+                "present": link is not None,
+                "default": "drop" if ent is not None and ent.default_drop else "pass",
+                "counters": counters,
+                "packets": sum(c["packets"] for c in counters.values()),
+                "bytes": sum(c["bytes"] for c in counters.values()),
+                "dropped": sum(c["packets"] for k, c in counters.items() if k.startswith("drop")),
+            }
+        names = dp.rule_names()
+        for pos, (action, slot) in enumerate(dp.rule_order(bank)):
+            name = names.get(slot, (f"slot{slot}", action))[0]
+            packets, nbytes = dp.counter("rule_stats", slot)
+            out["rules"][name] = {"action": ACTION_NAMES.get(action, str(action)),
+                                  "position": pos + 1, "packets": packets, "bytes": nbytes}
+    finally:
+        dp.close()
+    return out
+
+
+def _human(n: int) -> str:
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n}{unit}"
+        n //= 1000
+    return f"{n}P"
+
+
+def format_status(st: dict[str, Any]) -> str:
+    """A table a person reads at a glance."""
+    if "error" in st:
+        return f"xdpd: {st['error']} (is the daemon started? see --pin-dir)"
+    lines = ["INTERFACE        ATTACHED  MODE     DEFAULT  PACKETS   DROPPED   MALFORMED"]
+    for name, i in st["interfaces"].items():
+        attached = "yes" if i["attached"] else ("absent" if not i["present"] else "NO")
+        lines.append(f"{name:<16} {attached:<9} {i['mode']:<8} {i['default']:<8} "
+                     f"{_human(i['packets']):<9} {_human(i['dropped']):<9} "
+                     f"{_human(i['counters']['drop_malformed']['packets'])}")
+    if not st["interfaces"]:
+        lines.append("(no interfaces configured)")
+    lines.append("")
+    lines.append("#   RULE                             ACTION  PACKETS   BYTES")
+    for name, r in st["rules"].items():
+        lines.append(f"{r['position']:<3} {name:<32} {r['action']:<7} "
+                     f"{_human(r['packets']):<9} {_human(r['bytes'])}")
+    if not st["rules"]:
+        lines.append("(no rules)")
+    return "\n".join(lines)
