@@ -77,7 +77,16 @@ def check_bpffs(pin_dir: str, mounts_path: str = "/proc/self/mounts") -> None:
                       "mount one with: mount -t bpf bpf /sys/fs/bpf")
 
 
+def check_bcc() -> None:
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        raise Missing("bcc's Python module is missing: apt install python3-bpfcc "
+                      "(the PyPI package named 'bcc' is unrelated; run Debian's /usr/bin/python3)") from None
+
+
 def check_all(pin_dir: str) -> None:
+    check_bcc()
     check_capabilities()
     check_bpffs(pin_dir)
     check_kernel_headers()

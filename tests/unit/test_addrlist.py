@@ -6,7 +6,6 @@ import ipaddress
 import os
 import random
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -278,17 +277,14 @@ def test_fast_and_slow_paths_agree_with_ipaddress(tmp_path: Path) -> None:
 
 
 def test_million_lines_is_routine(tmp_path: Path) -> None:
-    """The contract is well under 2 s; the bound here is loose for slow CI."""
+    """A million-line list loads completely and packed (its time is in `make bench`)."""
     rng = random.Random(1)
     values = [rng.getrandbits(32) for _ in range(1_000_000)]
     path = tmp_path / "big.txt"
     with open(path, "w", encoding="ascii") as stream:
         stream.writelines(socket.inet_ntoa(v.to_bytes(4, "big")) + "\n" for v in values)
-    start = time.perf_counter()
     got = load_addr_file(str(path), REF)
-    elapsed = time.perf_counter() - start
     unique = sorted(set(values))
     assert len(got) == len(unique)
     assert got.v4_exact[:8] == b"".join(v.to_bytes(4, "big") for v in unique[:2])
     assert got.v4_exact[-4:] == unique[-1].to_bytes(4, "big")
-    assert elapsed < 6

@@ -1,0 +1,108 @@
+"""The table compiler: config -> bank contents, and diffs between banks."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from xdpd import layout, tables
+from xdpd.config import parse_config_text
+from xdpd.model import Action, AddrSet, Config, Rule
+
+
+def image(yaml_text: str) -> tables.BankImage:
+    config = parse_config_text(yaml_text, "t.yaml")
+    slots = tables.assign_slots([r.name for r in config.rules], {}, (), layout.MAX_RULE_SLOTS)
+    return tables.build_image(config, slots, [])
+
+
+def v4(s: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET, s)
+
+
+def test_masks_follow_config_order():
+    img = image("""
+rules:
+  - {name: a, action: count}
+  - {name: b, action: drop, src: [192.0.2.0/24]}
+  - {name: c, action: pass, dst: [198.51.100.1]}
+""")
+    assert img.all_rules == 0b111
+    assert img.decisive == 0b110
+    assert img.src_wild == 0b101
+    assert img.dst_wild == 0b011
+    assert img.flags == layout.F_SRC4_LPM | layout.F_DST4_EXACT
+    assert img.rules[1] == (layout.ACT_DROP, 1)
+
+
+def test_port_table_covers_ranges_lists_and_the_no_port_slot():
+    img = image("""
+rules:
+  - {name: web, action: drop, dst_port: [80, "8000-8002"]}
+  - {name: any, action: count}
+""")
+    assert img.dport[80] == 0b11 and img.dport[81] == 0b10
+    assert [img.dport[p] for p in (7999, 8000, 8002, 8003)] == [0b10, 0b11, 0b11, 0b10]
+    assert img.dport[layout.NO_PORT] == 0b10     # packets without ports
+    assert img.sport[layout.NO_PORT] == 0b11     # no rule names a source port
+    assert len(img.dport) == layout.PORT_SLOTS
+
+
+def test_proto_table():
+    img = image("rules: [{name: u, action: drop, proto: [udp, 47]}, {name: x, action: count}]")
+    assert img.proto[17] == 0b11 and img.proto[47] == 0b11 and img.proto[6] == 0b10
+
+
+def test_shorter_prefixes_pass_their_bits_to_longer_ones():
+    img = image("""
+rules:
+  - {name: wide, action: count, src: [10.0.0.0/8]}
+  - {name: narrow, action: drop, src: [10.1.0.0/16, 10.1.2.0/24]}
+""")
+    lpm = {(net, plen): m for net, plen, m in img.addrs[("src", 4)].lpm}
+    assert lpm[(v4("10.0.0.0"), 8)] == 0b01
+    assert lpm[(v4("10.1.0.0"), 16)] == 0b11
+    assert lpm[(v4("10.1.2.0"), 24)] == 0b11
+
+
+def test_exact_addresses_in_several_rules_are_grouped_by_mask():
+    big = b"".join(v4(f"192.0.2.{i}") for i in range(1, 200))
+    rules = (Rule("big", Action.DROP, src=AddrSet(v4_exact=big)),
+             Rule("small", Action.COUNT, src=AddrSet(v4_exact=v4("192.0.2.5") + v4("198.51.100.1"))))
+    img = tables.build_image(Config(rules=rules), {"big": 0, "small": 1}, [])
+    groups = dict(img.addrs[("src", 4)].exact)
+    assert groups[0b11] == v4("192.0.2.5")
+    assert groups[0b10] == v4("198.51.100.1")
+    assert len(groups[0b01]) == 4 * 198 and v4("192.0.2.5") not in tables.PackedKeys(groups[0b01], 4)
+
+
+def test_diff_sorted_finds_a_single_change_in_a_large_array():
+    keys = [i.to_bytes(4, "big") for i in range(0, 300_000, 3)]
+    old = b"".join(keys)
+    new_keys = keys[:5000] + [(15001).to_bytes(4, "big")] + keys[5001:]
+    added, removed = tables.diff_sorted(old, b"".join(new_keys), 4)
+    assert added == (15001).to_bytes(4, "big")
+    assert removed == keys[5000]
+
+
+def test_diff_exact_rewrites_keys_that_change_group_instead_of_deleting_them():
+    a, b = v4("192.0.2.1"), v4("192.0.2.2")
+    old = tables.AddrTable(exact=((0b01, a + b),))
+    new = tables.AddrTable(exact=((0b01, a), (0b11, b)))
+    diff = tables.diff_exact(old, new, 4)
+    assert diff.upserts == ((0b11, b),)
+    assert diff.deletes == b""
+
+
+def test_assign_slots_is_stable_and_avoids_reserved():
+    slots = tables.assign_slots(["a", "b", "c"], {"b": 0}, {1}, 8)
+    assert slots == {"b": 0, "a": 2, "c": 3}
+    with pytest.raises(ValueError, match="no free counter slot"):
+        tables.assign_slots(["x", "y"], {}, {0}, 2)
+
+
+def test_empty_list_matches_nothing_not_everything():
+    rules = (Rule("empty", Action.DROP, src=AddrSet()),)
+    img = tables.build_image(Config(rules=rules), {"empty": 0}, [])
+    assert img.src_wild == 0 and not img.addrs[("src", 4)].exact and not img.addrs[("src", 4)].lpm
