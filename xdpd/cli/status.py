@@ -15,7 +15,7 @@ def main(args) -> int:
         print(f"xdpd status: {e} (run as root)", file=sys.stderr)
         return 77
     if args.json:
-        print(json.dumps(st, indent=2, sort_keys=True))
+        print(json.dumps(st, indent=2))  # rules stay in config order
     else:
         print(format_status(st))
     return 0 if "error" not in st else 1
