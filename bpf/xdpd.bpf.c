@@ -225,7 +225,8 @@ static __always_inline void mask_and(struct mask *m, const struct mask *o)
 /* Does m hold a rule outside `wild`, i.e. one that constrains this field? */
 static __always_inline int needs(const struct mask *m, const struct mask *wild)
 {
-	return (m->w[0] & ~wild->w[0]) | (m->w[1] & ~wild->w[1]);
+	/* != 0: the OR is 64 bits wide and an int return would keep only 32. */
+	return ((m->w[0] & ~wild->w[0]) | (m->w[1] & ~wild->w[1])) != 0;
 }
 
 /* Index of the lowest set bit of a nonzero x.  Written out because LLVM 14's

@@ -309,6 +309,8 @@ def diff_sorted(old: bytes, new: bytes, width: int) -> tuple[bytes, bytes]:
     """
     if old == new:
         return b"", b""
+    if not old or not new:
+        return new, old
     n_old, n_new = len(old) // width, len(new) // width
     head = _common_run(old, new, width, min(n_old, n_new), from_end=False)
     tail = _common_run(old, new, width, min(n_old, n_new) - head, from_end=True)

@@ -237,3 +237,14 @@ def test_rule_set_switch_is_complete(prog):
     assert prog.run(frame_v4("udp", "192.0.2.2", V4_DST)) == "drop"
     assert prog.dp.known[0] == prog.dp.known[1]
     assert layout.MAX_RULES == 128
+
+
+@pytest.mark.parametrize("position", [31, 32, 63, 64, 96, 127])
+def test_address_rules_at_any_position_check_the_address(prog, position):
+    """A rule's position in the mask must not decide whether its address is
+    looked up (regression: a 64-bit test truncated to 32 bits)."""
+    fillers = "".join(f"  - {{name: f{i}, action: count, dst_port: 9}}\n" for i in range(position))
+    prog.load("rules:\n" + fillers + "  - {name: target, action: drop, src: [192.0.2.1]}\n")
+    assert prog.run(frame_v4("udp", "192.0.2.1", V4_DST)) == "drop"
+    assert prog.run(frame_v4("udp", "192.0.2.2", V4_DST)) == "pass"
+    assert prog.run(frame_v6("udp", "2001:db8::2", V6_DST)) == "pass"
