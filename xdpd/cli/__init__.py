@@ -12,6 +12,7 @@ from .. import __version__
 
 DEFAULT_CONFIG_DIR = "/etc/xdpd"
 DEFAULT_PIN_DIR = "/sys/fs/bpf/xdpd"
+DEFAULT_RUNTIME_DIR = "/run/xdpd"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,6 +23,8 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="enforce the config and run until SIGTERM")
     run.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR)
     run.add_argument("--pin-dir", default=DEFAULT_PIN_DIR)
+    run.add_argument("--runtime-dir", default=DEFAULT_RUNTIME_DIR,
+                     help="where the outcome of each reload is written (reload.json)")
 
     status = sub.add_parser("status", help="show what is enforced (works while the daemon is down)")
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -7,4 +7,4 @@ from .. import daemon, logs
 
 def main(args) -> int:
     logs.setup()
-    return daemon.run(args.config_dir, args.pin_dir)
+    return daemon.run(args.config_dir, args.pin_dir, args.runtime_dir)
