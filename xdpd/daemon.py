@@ -93,7 +93,7 @@ class CountReporter:
                           delta_packets=packets - prev[0], delta_bytes=nbytes - prev[1], **fields)
 
 
-def run(config_dir: str, pin_dir: str) -> int:
+def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd") -> int:
     log = logs.get()
     notifier = sdnotify.SystemdNotifier()
     try:
