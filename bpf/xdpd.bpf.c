@@ -10,15 +10,25 @@
  *
  *   proto      array[bank][256]           rules accepting this protocol
  *   sport      array[bank][65536 + 1]     rules accepting this port; slot
- *   dport                                  65536 is "packet has no ports"
+ *                                          65536 is "packet has no ports"
+ *   dport      array[bank][tcp|udp][65536 + 1]
+ *                                          rules accepting this port AND this
+ *                                          protocol: one lookup for both
  *   src/dst    hash {bank, addr}          exact /32 and /128 entries
  *              lpm  {bank, addr}/plen     shorter prefixes (cilium's prefilter
  *                                          split: the trie stays small)
+ *              filter: bitmap[2^24]       one bit per hash value of every
+ *                                          exact key (both banks): a clear bit
+ *                                          proves a miss without the hash map
  *
  * Rules without a constraint on a field have their bit set everywhere for
  * that field ("wild").  The packet that matches nothing is the common case,
- * so the program stops as soon as the mask is empty and skips address
- * lookups that no remaining rule needs.
+ * so the program stops as soon as the mask is empty and skips every lookup
+ * (protocol, ports, addresses) that no remaining rule needs.  A hash map
+ * lookup costs several times an array lookup, so the exact-address maps are
+ * guarded by a bitmap filter (an inlined array read): for a source that is
+ * in no list, the hash map is consulted only on a filter collision (about
+ * n / 2^24 of the time for n keys).
  *
  * Every key carries a bank number.  Userspace writes a new rule set into the
  * inactive bank and switches with one write to `state`: a packet sees either
@@ -58,6 +68,8 @@
 #define MAX_V6_EXT 8
 #define NO_PORT 65536
 #define PORT_SLOTS 65537
+#define FILTER_BITS 24
+#define FILTER_WORDS (1 << (FILTER_BITS - 6))
 
 /* Verdicts counted per interface; mirrored in xdpd/layout.py. */
 #define V_PASS_RULE 0
@@ -81,15 +93,17 @@
 #define F_DST4_LPM (1 << 5)
 #define F_DST6_EXACT (1 << 6)
 #define F_DST6_LPM (1 << 7)
+/* A direction and family with at most SMALL_MAX entries (hosts and
+ * prefixes together) is held in one small table and matched by a short
+ * branch-free scan: cheaper than the hash and the trie together. */
+#define F_SRC4_SMALL (1 << 8)
+#define F_SRC6_SMALL (1 << 9)
+#define F_DST4_SMALL (1 << 10)
+#define F_DST6_SMALL (1 << 11)
+#define SMALL_MAX 8
 
 struct mask {
 	u64 w[2];
-};
-
-struct state {
-	u32 bank;
-	u32 pad;
-	u64 generation;
 };
 
 struct bank_cfg {
@@ -97,8 +111,21 @@ struct bank_cfg {
 	struct mask src_wild;
 	struct mask dst_wild;
 	struct mask decisive;
+	struct mask proto_wild;		/* rules that name no protocol */
+	struct mask sport_wild;		/* ... no source port */
+	struct mask dport_wild;		/* ... no destination port */
 	u32 flags;
 	u32 nrules;
+};
+
+/* The switch and both banks' settings in one value: one lookup per packet.
+ * Userspace changes either cfg[inactive] or the bank number in one write,
+ * never bytes a packet of the active bank reads. */
+struct state {
+	u32 bank;
+	u32 pad;
+	u64 generation;
+	struct bank_cfg cfg[2];
 };
 
 struct rule_ent {
@@ -137,6 +164,26 @@ struct lpm6 {
 	u32 prefixlen;
 	u32 bank;
 	u8 addr[16];
+};
+
+struct small4 {
+	u32 n;
+	u32 pad;
+	struct {
+		u32 net;	/* network byte order, like the packet's */
+		u32 netmask;
+		struct mask m;
+	} e[SMALL_MAX];
+};
+
+struct small6 {
+	u32 n;
+	u32 pad;
+	struct {
+		u32 net[4];
+		u32 netmask[4];
+		struct mask m;
+	} e[SMALL_MAX];
 };
 
 /* Names for status while the daemon is down; never read by the program. */
@@ -182,11 +229,10 @@ struct pkt {
 };
 
 BPF_TABLE_PINNED("array", u32, struct state, state, 1, PIN_DIR "/state");
-BPF_TABLE_PINNED("array", u32, struct bank_cfg, banks, 2, PIN_DIR "/banks");
 BPF_TABLE_PINNED("array", u32, struct rule_ent, rules, 2 * MAX_RULES, PIN_DIR "/rules");
 BPF_TABLE_PINNED("array", u32, struct mask, proto_mask, 2 * 256, PIN_DIR "/proto_mask");
 BPF_TABLE_PINNED("array", u32, struct mask, sport_mask, 2 * PORT_SLOTS, PIN_DIR "/sport_mask");
-BPF_TABLE_PINNED("array", u32, struct mask, dport_mask, 2 * PORT_SLOTS, PIN_DIR "/dport_mask");
+BPF_TABLE_PINNED("array", u32, struct mask, dport_mask, 2 * 2 * PORT_SLOTS, PIN_DIR "/dport_mask");
 BPF_TABLE_PINNED("hash", struct key4, struct mask, src4_exact, MAX_EXACT, PIN_DIR "/src4_exact", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("hash", struct key4, struct mask, dst4_exact, MAX_EXACT, PIN_DIR "/dst4_exact", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("hash", struct key6, struct mask, src6_exact, MAX_EXACT, PIN_DIR "/src6_exact", BPF_F_NO_PREALLOC);
@@ -195,6 +241,15 @@ BPF_TABLE_PINNED("lpm_trie", struct lpm4, struct mask, src4_lpm, MAX_PREFIXES, P
 BPF_TABLE_PINNED("lpm_trie", struct lpm4, struct mask, dst4_lpm, MAX_PREFIXES, PIN_DIR "/dst4_lpm", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("lpm_trie", struct lpm6, struct mask, src6_lpm, MAX_PREFIXES, PIN_DIR "/src6_lpm", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("lpm_trie", struct lpm6, struct mask, dst6_lpm, MAX_PREFIXES, PIN_DIR "/dst6_lpm", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("array", u32, struct small4, src4_small, 2, PIN_DIR "/src4_small");
+BPF_TABLE_PINNED("array", u32, struct small4, dst4_small, 2, PIN_DIR "/dst4_small");
+BPF_TABLE_PINNED("array", u32, struct small6, src6_small, 2, PIN_DIR "/src6_small");
+BPF_TABLE_PINNED("array", u32, struct small6, dst6_small, 2, PIN_DIR "/dst6_small");
+/* Not banked: each holds the bits of both banks' keys (a superset is safe). */
+BPF_TABLE_PINNED("array", u32, u64, src4_filter, FILTER_WORDS, PIN_DIR "/src4_filter");
+BPF_TABLE_PINNED("array", u32, u64, dst4_filter, FILTER_WORDS, PIN_DIR "/dst4_filter");
+BPF_TABLE_PINNED("array", u32, u64, src6_filter, FILTER_WORDS, PIN_DIR "/src6_filter");
+BPF_TABLE_PINNED("array", u32, u64, dst6_filter, FILTER_WORDS, PIN_DIR "/dst6_filter");
 BPF_TABLE_PINNED("array", u32, struct iface_ent, iface_cfg, 2 * IFINDEX_MAX, PIN_DIR "/iface_cfg");
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, iface_stats, MAX_IFACES * NVERDICTS, PIN_DIR "/iface_stats");
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, rule_stats, MAX_RULE_SLOTS, PIN_DIR "/rule_stats");
@@ -386,6 +441,67 @@ static __always_inline void mask_or(struct mask *m, const struct mask *o)
 	}
 }
 
+/* The filter's hash of an address; xdpd/tables.py computes the same.  The
+ * words are the address's bytes read as native (little-endian) u32s. */
+static __always_inline u32 hash4(u32 a)
+{
+	return (a * 0x9E3779B1u) >> (32 - FILTER_BITS);
+}
+
+static __always_inline u32 hash6(const u8 *a)
+{
+	const u32 *w = (const u32 *)a;
+	u32 x = (w[0] * 0x85EBCA6Bu) ^ (w[1] * 0xC2B2AE35u) ^ (w[2] * 0x27D4EB2Fu) ^ w[3];
+	return (x * 0x9E3779B1u) >> (32 - FILTER_BITS);
+}
+
+static __always_inline int filter_hit(u64 *word, u32 h)
+{
+	return word && (*word & (1ULL << (h & 63)));
+}
+
+/* All ones if x == 0, else 0; without a branch (BPF has no setcc). */
+static __always_inline u64 all_if_zero(u64 x)
+{
+	return ((x | (0 - x)) >> 63) - 1;
+}
+
+/* OR of the masks of every small-table entry covering the address. */
+static __always_inline struct mask small4_match(const struct small4 *t, u32 a)
+{
+	struct mask r = {};
+	u32 n = t->n;
+#pragma unroll
+	for (int i = 0; i < SMALL_MAX; i++) {
+		if (i >= n)
+			break;
+		u64 sel = all_if_zero((u64)((a & t->e[i].netmask) ^ t->e[i].net));
+		r.w[0] |= t->e[i].m.w[0] & sel;
+		r.w[1] |= t->e[i].m.w[1] & sel;
+	}
+	return r;
+}
+
+static __always_inline struct mask small6_match(const struct small6 *t, const u8 *addr)
+{
+	struct mask r = {};
+	const u32 *a = (const u32 *)addr;
+	u32 n = t->n;
+#pragma unroll
+	for (int i = 0; i < SMALL_MAX; i++) {
+		if (i >= n)
+			break;
+		u64 x = ((a[0] & t->e[i].netmask[0]) ^ t->e[i].net[0]) |
+			((a[1] & t->e[i].netmask[1]) ^ t->e[i].net[1]) |
+			((a[2] & t->e[i].netmask[2]) ^ t->e[i].net[2]) |
+			((a[3] & t->e[i].netmask[3]) ^ t->e[i].net[3]);
+		u64 sel = all_if_zero(x);
+		r.w[0] |= t->e[i].m.w[0] & sel;
+		r.w[1] |= t->e[i].m.w[1] & sel;
+	}
+	return r;
+}
+
 /* Address lookups, one function per direction and family (bcc cannot rewrite
  * map calls inside macros).  The exact hash and the LPM trie are both
  * consulted and ORed: exact entries do not repeat the bits of covering
@@ -393,9 +509,19 @@ static __always_inline void mask_or(struct mask *m, const struct mask *o)
 static __always_inline struct mask src4_match(u32 bank, u32 flags, const struct pkt *p)
 {
 	struct mask r = {};
+	if (flags & F_SRC4_SMALL) {
+		struct small4 *t = src4_small.lookup(&bank);
+		if (t)
+			r = small4_match(t, p->s4);
+		return r;
+	}
 	if (flags & F_SRC4_EXACT) {
-		struct key4 k = {.bank = bank, .addr = p->s4};
-		mask_or(&r, src4_exact.lookup(&k));
+		u32 h = hash4(p->s4);
+		u32 w = h >> 6;
+		if (filter_hit(src4_filter.lookup(&w), h)) {
+			struct key4 k = {.bank = bank, .addr = p->s4};
+			mask_or(&r, src4_exact.lookup(&k));
+		}
 	}
 	if (flags & F_SRC4_LPM) {
 		struct lpm4 k = {.prefixlen = 64, .bank = bank, .addr = p->s4};
@@ -407,10 +533,20 @@ static __always_inline struct mask src4_match(u32 bank, u32 flags, const struct 
 static __always_inline struct mask src6_match(u32 bank, u32 flags, const struct pkt *p)
 {
 	struct mask r = {};
+	if (flags & F_SRC6_SMALL) {
+		struct small6 *t = src6_small.lookup(&bank);
+		if (t)
+			r = small6_match(t, p->s6);
+		return r;
+	}
 	if (flags & F_SRC6_EXACT) {
-		struct key6 k = {.bank = bank};
-		__builtin_memcpy(k.addr, p->s6, 16);
-		mask_or(&r, src6_exact.lookup(&k));
+		u32 h = hash6(p->s6);
+		u32 w = h >> 6;
+		if (filter_hit(src6_filter.lookup(&w), h)) {
+			struct key6 k = {.bank = bank};
+			__builtin_memcpy(k.addr, p->s6, 16);
+			mask_or(&r, src6_exact.lookup(&k));
+		}
 	}
 	if (flags & F_SRC6_LPM) {
 		struct lpm6 k = {.prefixlen = 160, .bank = bank};
@@ -423,9 +559,19 @@ static __always_inline struct mask src6_match(u32 bank, u32 flags, const struct 
 static __always_inline struct mask dst4_match(u32 bank, u32 flags, const struct pkt *p)
 {
 	struct mask r = {};
+	if (flags & F_DST4_SMALL) {
+		struct small4 *t = dst4_small.lookup(&bank);
+		if (t)
+			r = small4_match(t, p->d4);
+		return r;
+	}
 	if (flags & F_DST4_EXACT) {
-		struct key4 k = {.bank = bank, .addr = p->d4};
-		mask_or(&r, dst4_exact.lookup(&k));
+		u32 h = hash4(p->d4);
+		u32 w = h >> 6;
+		if (filter_hit(dst4_filter.lookup(&w), h)) {
+			struct key4 k = {.bank = bank, .addr = p->d4};
+			mask_or(&r, dst4_exact.lookup(&k));
+		}
 	}
 	if (flags & F_DST4_LPM) {
 		struct lpm4 k = {.prefixlen = 64, .bank = bank, .addr = p->d4};
@@ -437,10 +583,20 @@ static __always_inline struct mask dst4_match(u32 bank, u32 flags, const struct 
 static __always_inline struct mask dst6_match(u32 bank, u32 flags, const struct pkt *p)
 {
 	struct mask r = {};
+	if (flags & F_DST6_SMALL) {
+		struct small6 *t = dst6_small.lookup(&bank);
+		if (t)
+			r = small6_match(t, p->d6);
+		return r;
+	}
 	if (flags & F_DST6_EXACT) {
-		struct key6 k = {.bank = bank};
-		__builtin_memcpy(k.addr, p->d6, 16);
-		mask_or(&r, dst6_exact.lookup(&k));
+		u32 h = hash6(p->d6);
+		u32 w = h >> 6;
+		if (filter_hit(dst6_filter.lookup(&w), h)) {
+			struct key6 k = {.bank = bank};
+			__builtin_memcpy(k.addr, p->d6, 16);
+			mask_or(&r, dst6_exact.lookup(&k));
+		}
 	}
 	if (flags & F_DST6_LPM) {
 		struct lpm6 k = {.prefixlen = 160, .bank = bank};
@@ -498,31 +654,50 @@ static __always_inline void count_matched(struct xdp_md *ctx)
 }
 
 /* Returns a verdict index (V_*). */
-static __always_inline u32 classify(u32 bank, struct pkt *p, u64 bytes)
+static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, struct pkt *p, u64 bytes,
+				    int *counting)
 {
-	struct bank_cfg *bc = banks.lookup(&bank);
-	if (!bc)
-		return V_PASS_DEFAULT;
 	u32 flags = bc->flags;
 	struct mask m = bc->all;
 
-	u32 k = bank * 256 + (p->proto & 0xff);
-	struct mask *f = proto_mask.lookup(&k);
-	if (!f)
-		return V_PASS_DEFAULT;
-	mask_and(&m, f);
-	k = bank * PORT_SLOTS + p->sport;
-	f = sport_mask.lookup(&k);
-	if (!f)
-		return V_PASS_DEFAULT;
-	mask_and(&m, f);
-	k = bank * PORT_SLOTS + p->dport;
-	f = dport_mask.lookup(&k);
-	if (!f)
-		return V_PASS_DEFAULT;
-	mask_and(&m, f);
-	if (is_empty(&m))
-		return NVERDICTS;
+	/* Each lookup only when a remaining rule constrains its field. */
+	u32 k;
+	struct mask *f;
+	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
+		struct mask l4_wild = {{bc->proto_wild.w[0] & bc->dport_wild.w[0],
+					bc->proto_wild.w[1] & bc->dport_wild.w[1]}};
+		if (needs(&m, &l4_wild)) {
+			k = (bank * 2 + (p->proto == IPPROTO_UDP)) * PORT_SLOTS + p->dport;
+			f = dport_mask.lookup(&k);
+			if (!f)
+				return V_PASS_DEFAULT;
+			mask_and(&m, f);
+			if (is_empty(&m))
+				return NVERDICTS;
+		}
+	} else {
+		if (needs(&m, &bc->proto_wild)) {
+			k = bank * 256 + (p->proto & 0xff);
+			f = proto_mask.lookup(&k);
+			if (!f)
+				return V_PASS_DEFAULT;
+			mask_and(&m, f);
+		}
+		/* No ports: only the rules that name none remain. */
+		mask_and(&m, &bc->dport_wild);
+		mask_and(&m, &bc->sport_wild);
+		if (is_empty(&m))
+			return NVERDICTS;
+	}
+	if (needs(&m, &bc->sport_wild)) {
+		k = bank * PORT_SLOTS + p->sport;
+		f = sport_mask.lookup(&k);
+		if (!f)
+			return V_PASS_DEFAULT;
+		mask_and(&m, f);
+		if (is_empty(&m))
+			return NVERDICTS;
+	}
 
 	if (needs(&m, &bc->src_wild)) {
 		struct mask a;
@@ -560,12 +735,17 @@ static __always_inline u32 classify(u32 bank, struct pkt *p, u64 bytes)
 		first = 64 + ctz64(d1);
 		below1 = (1ULL << (first - 64)) - 1;
 	}
-	u32 zero = 0;
-	struct scratch *sc = scratch.lookup(&zero);
-	if (sc) {
-		sc->count_bits[0] = m.w[0] & ~bc->decisive.w[0] & below0;
-		sc->count_bits[1] = m.w[1] & ~bc->decisive.w[1] & below1;
-		sc->bank = bank;
+	u64 c0 = m.w[0] & ~bc->decisive.w[0] & below0;
+	u64 c1 = m.w[1] & ~bc->decisive.w[1] & below1;
+	if (c0 | c1) {
+		u32 zero = 0;
+		struct scratch *sc = scratch.lookup(&zero);
+		if (sc) {
+			sc->count_bits[0] = c0;
+			sc->count_bits[1] = c1;
+			sc->bank = bank;
+			*counting = 1;
+		}
 	}
 	if (first == MAX_RULES)
 		return NVERDICTS;
@@ -597,6 +777,7 @@ int xdpd_main(struct xdp_md *ctx)
 	if (!st)
 		return XDP_PASS;
 	u32 bank = st->bank & 1;
+	const struct bank_cfg *bc = &st->cfg[bank];
 	u32 ifindex = ctx->ingress_ifindex;
 	if (ifindex >= IFINDEX_MAX)
 		return XDP_PASS;	/* refused at attach time; never reached */
@@ -607,6 +788,7 @@ int xdpd_main(struct xdp_md *ctx)
 	u32 default_v = ie->default_drop ? V_DROP_DEFAULT : V_PASS_DEFAULT;
 
 	struct pkt p = {.sport = NO_PORT, .dport = NO_PORT};
+	int counting = 0;
 	u32 v;
 	switch (parse(data, end, &p)) {
 	case P_MALFORMED:
@@ -619,7 +801,7 @@ int xdpd_main(struct xdp_md *ctx)
 		v = default_v;
 		break;
 	default:
-		v = classify(bank, &p, bytes);
+		v = classify(bc, bank, &p, bytes, &counting);
 		if (v == NVERDICTS)
 			v = (ie->default_drop && is_nd(&p)) ? V_PASS_EXEMPT : default_v;
 	}
@@ -627,7 +809,8 @@ int xdpd_main(struct xdp_md *ctx)
 	u32 sk = ie->slot * NVERDICTS + v;
 	bump(iface_stats.lookup(&sk), bytes);
 	int action = (v == V_DROP_RULE || v == V_DROP_DEFAULT || v == V_DROP_MALFORMED) ? XDP_DROP : XDP_PASS;
-	count_matched(ctx);
+	if (counting)
+		count_matched(ctx);
 	return action;
 }
 

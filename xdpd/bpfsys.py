@@ -230,6 +230,17 @@ class Map:
             yield nxt
             prev = nxt
 
+    def update_percpu(self, key, values: Sequence) -> None:
+        """Write one per-CPU entry: ``values`` holds one value per possible CPU."""
+        ncpu = num_possible_cpus()
+        if len(values) != ncpu:
+            raise ValueError(f"{self.name}: {len(values)} values for {ncpu} CPUs")
+        stride = (ct.sizeof(self.value_type) + 7) & ~7
+        buf = (ct.c_uint8 * (stride * ncpu))()
+        for i, v in enumerate(values):
+            ct.memmove(ct.addressof(buf) + i * stride, ct.byref(v), ct.sizeof(v))
+        _check(_lib.bpf_map_update_elem(self.fd, ct.byref(key), buf, 0), f"updating {self.name}")
+
     def update_batch(self, keys: bytes | bytearray | memoryview, values: bytes | bytearray | memoryview) -> int:
         """Write many entries: ``keys``/``values`` are packed arrays of the
         key and value structs.  Returns the number written."""
@@ -265,6 +276,28 @@ class Map:
                    f"batch delete from {self.name}")
             done += chunk
         return n
+
+    def array_values(self) -> bytes:
+        """Every value of an array map, packed in index order (batch lookups)."""
+        ksz, vsz = ct.sizeof(self.key_type), ct.sizeof(self.value_type)
+        opts = _BatchOpts(sz=ct.sizeof(_BatchOpts))
+        chunk = 65536
+        kbuf = (ct.c_uint8 * (chunk * ksz))()
+        vbuf = (ct.c_uint8 * (chunk * vsz))()
+        parts = []
+        batch_in = None
+        cursor = ct.c_uint64(0)  # arrays use a u32 index as the cursor
+        while True:
+            count = ct.c_uint32(chunk)
+            ret = _lib.bpf_map_lookup_batch(self.fd, batch_in, ct.byref(cursor), kbuf, vbuf,
+                                            ct.byref(count), ct.byref(opts))
+            err = ct.get_errno() if ret < 0 else 0
+            parts.append(bytes(vbuf)[:count.value * vsz])
+            if ret < 0:
+                if err == errno.ENOENT:
+                    return b"".join(parts)
+                _check(ret, f"batch lookup in {self.name}")
+            batch_in = ct.byref(cursor)
 
     def items_batch(self) -> Iterator[tuple[bytes, bytes]]:
         """Every (packed key, packed value) pair, read with batch lookups.

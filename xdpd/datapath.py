@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Mapping
 
 from . import bpfsys, layout
-from .tables import AddrTable, BankImage, diff_array, diff_exact, diff_lpm
+from .tables import (AddrTable, BankImage, diff_array, diff_exact, diff_lpm, set_filter_bits,
+                     table_keys)
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "xdpd.bpf.c"
 """Default location of the C source; the package installs it beside xdpd/."""
@@ -174,6 +175,59 @@ def _lpm_key(keytype: type, bank: int, net: bytes, plen: int):
     return key
 
 
+class ExactFilter:
+    """One exact-key filter bitmap (see the C source) and its userspace mirror.
+
+    The filter is shared by both banks, so it only ever gains bits while a
+    new rule set goes in: it must cover the keys of the bank being read at
+    every moment.  Bits of removed keys stay set ("stale": they only cost a
+    hash lookup on a collision) until enough pile up to rebuild it from the
+    rule set both banks hold.
+    """
+
+    def __init__(self, m: bpfsys.Map, family: int) -> None:
+        self.map, self.family = m, family
+        self.width = 4 if family == 4 else 16
+        self.bits: bytearray | None = None
+        self.stale = 0
+
+    def cover(self, old: AddrTable | None, new: AddrTable) -> None:
+        """Set the bits of ``new``'s keys that ``old`` (the active bank) lacks."""
+        if self.bits is None:
+            # Adopted or fresh maps: keep whatever the active bank needs.
+            self.bits = bytearray(self.map.array_values())
+            old = None
+        if old is None:
+            keys = table_keys(new)
+        else:
+            diff = diff_exact(old, new, self.width)
+            keys = b"".join(k for _, k in diff.upserts)
+            self.stale += len(diff.deletes) // self.width
+        self._write(set_filter_bits(self.bits, keys, self.family))
+
+    def maybe_rebuild(self, table: AddrTable) -> None:
+        """Drop stale bits once they are many (both banks hold ``table``)."""
+        live = table.exact_count() // self.width
+        if self.bits is None or self.stale <= max(4096, live // 8):
+            return
+        bits = bytearray(len(self.bits))
+        set_filter_bits(bits, table_keys(table), self.family)
+        old = memoryview(self.bits).cast("Q")
+        new = memoryview(bits).cast("Q")
+        changed = [i for i in range(len(new)) if old[i] != new[i]]
+        self.bits = bits
+        self.stale = 0
+        self._write(changed)
+
+    def _write(self, words) -> None:
+        if not words:
+            return
+        words = sorted(words)
+        vals = memoryview(self.bits).cast("Q")
+        self.map.update_batch(array.array("I", words).tobytes(),
+                              array.array("Q", (vals[w] for w in words)).tobytes())
+
+
 class Datapath:
     """The pinned maps of one layout, and bank writes into them."""
 
@@ -186,6 +240,8 @@ class Datapath:
         }
         self.known: list[BankImage | None] = [None, None]
         """What each bank is known to hold (None: unknown, e.g. adopted)."""
+        self.filters = {(d, f): ExactFilter(self.maps[layout.filter_map(d, f)], f)
+                        for d in ("src", "dst") for f in (4, 6)}
 
     def close(self) -> None:
         for m in self.maps.values():
@@ -211,11 +267,18 @@ class Datapath:
         """
         active = self.active_bank()
         target = 1 - active
+        base = self.known[active]
+        for key, table in image.addrs.items():
+            old = base.addrs.get(key) if base else None
+            self.filters[key].cover(old.in_maps() if old else None, table.in_maps())
         self.write_bank(target, image)
         st = self.state()
-        self.maps["state"].update(ct.c_uint32(0), layout.State(bank=target, generation=st.generation + 1))
+        st.bank, st.generation = target, st.generation + 1
+        self.maps["state"].update(ct.c_uint32(0), st)
         time.sleep(GRACE_SECONDS)
         self.write_bank(active, image)
+        for key, table in image.addrs.items():
+            self.filters[key].maybe_rebuild(table.in_maps())
 
     def write_bank(self, bank: int, image: BankImage) -> None:
         old = self.known[bank]
@@ -225,17 +288,20 @@ class Datapath:
         self._write_arrays(bank, image, old)
         for (direction, family), table in image.addrs.items():
             prev = old.addrs.get((direction, family)) if old else None
-            self._write_exact(bank, direction, family, prev, table)
-            self._write_lpm(bank, direction, family, prev, table)
+            self._write_small(bank, direction, family, prev, table)
+            prev = prev.in_maps() if prev else None
+            self._write_exact(bank, direction, family, prev, table.in_maps())
+            self._write_lpm(bank, direction, family, prev, table.in_maps())
         self._write_ifaces(bank, image, old)
         self._write_rules(bank, image)
         self.known[bank] = image
 
     def _write_arrays(self, bank: int, image: BankImage, old: BankImage | None) -> None:
-        for name, values, size in (("proto_mask", image.proto, 256),
-                                   ("sport_mask", image.sport, layout.PORT_SLOTS),
-                                   ("dport_mask", image.dport, layout.PORT_SLOTS)):
-            changed = diff_array(getattr(old, name.split("_")[0]) if old else None, values)
+        for name, field, size in (("proto_mask", "proto", 256),
+                                  ("sport_mask", "sport", layout.PORT_SLOTS),
+                                  ("dport_mask", "dport_l4", 2 * layout.PORT_SLOTS)):
+            values = getattr(image, field)
+            changed = diff_array(getattr(old, field) if old else None, values)
             if not changed:
                 continue
             keys = array.array("I", (bank * size + i for i in changed)).tobytes()
@@ -251,6 +317,23 @@ class Datapath:
             m.update_batch(_pack_exact_keys(bank, keys, width), bytes(layout.Mask.of(mask)) * n)
         if diff.deletes:
             m.delete_batch(_pack_exact_keys(bank, diff.deletes, width))
+
+    def _write_small(self, bank: int, direction: str, family: int,
+                     old: AddrTable | None, new: AddrTable) -> None:
+        if old is not None and old.small == new.small and (not new.small or old == new):
+            return
+        m = self.maps[layout.small_map(direction, family)]
+        value = m.value_type()
+        if new.small:
+            width = 4 if family == 4 else 16
+            entries = new.small_entries(width)
+            value.n = len(entries)
+            for e, (net, plen, mask) in zip(value.e, entries):
+                ct.memmove(e.net, net, width)
+                netmask = ((1 << plen) - 1) << (width * 8 - plen) if plen else 0
+                ct.memmove(e.netmask, netmask.to_bytes(width, "big"), width)
+                e.m = layout.Mask.of(mask)
+        m.update(ct.c_uint32(bank), value)
 
     def _write_lpm(self, bank: int, direction: str, family: int,
                    old: AddrTable | None, new: AddrTable) -> None:
@@ -290,10 +373,15 @@ class Datapath:
         ents += [layout.RuleEnt()] * (layout.MAX_RULES - len(ents))
         keys = array.array("I", range(bank * layout.MAX_RULES, (bank + 1) * layout.MAX_RULES)).tobytes()
         m.update_batch(keys, bpfsys.pack_array(ents))
-        self.maps["banks"].update(ct.c_uint32(bank), layout.BankCfg(
+        # Only cfg[bank] changes: a packet reading the active bank sees the same bytes.
+        st = self.state()
+        st.cfg[bank] = layout.BankCfg(
             all=layout.Mask.of(image.all_rules), src_wild=layout.Mask.of(image.src_wild),
             dst_wild=layout.Mask.of(image.dst_wild), decisive=layout.Mask.of(image.decisive),
-            flags=image.flags, nrules=len(image.rules)))
+            proto_wild=layout.Mask.of(image.proto_wild), sport_wild=layout.Mask.of(image.sport_wild),
+            dport_wild=layout.Mask.of(image.dport_wild),
+            flags=image.flags, nrules=len(image.rules))
+        self.maps["state"].update(ct.c_uint32(0), st)
 
     def _clear_addresses(self, bank: int) -> None:
         """Remove every address entry of ``bank`` (contents unknown)."""
@@ -340,11 +428,8 @@ class Datapath:
                 self._zero_percpu("iface_stats", slot * layout.NVERDICTS + v)
 
     def _zero_percpu(self, name: str, index: int) -> None:
-        m = self.maps[name]
-        ncpu = bpfsys.num_possible_cpus()
-        zeros = (layout.Counter * ncpu)()
-        bpfsys._check(bpfsys._lib.bpf_map_update_elem(m.fd, ct.byref(ct.c_uint32(index)), zeros, 0),
-                      f"zeroing {name}[{index}]")
+        self.maps[name].update_percpu(ct.c_uint32(index),
+                                      [layout.Counter()] * bpfsys.num_possible_cpus())
 
     def rule_names(self) -> dict[int, tuple[str, int]]:
         out = {}
@@ -371,7 +456,7 @@ class Datapath:
     def rule_order(self, bank: int | None = None) -> list[tuple[int, int]]:
         """(action, slot) of the rules of ``bank`` (default: active) in order."""
         bank = self.active_bank() if bank is None else bank
-        cfg = self.maps["banks"].lookup(ct.c_uint32(bank))
+        cfg = self.state().cfg[bank]
         out = []
         for bit in range(cfg.nrules):
             r = self.maps["rules"].lookup(ct.c_uint32(bank * layout.MAX_RULES + bit))

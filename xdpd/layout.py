@@ -17,6 +17,8 @@ IFINDEX_MAX = 65536
 NO_PORT = 65536
 PORT_SLOTS = 65537
 MASK_WORDS = 2
+FILTER_BITS = 24
+FILTER_WORDS = 1 << (FILTER_BITS - 6)
 
 ACT_PASS = 0
 ACT_DROP = 1
@@ -50,6 +52,12 @@ F_DST4_LPM = 1 << 5
 F_DST6_EXACT = 1 << 6
 F_DST6_LPM = 1 << 7
 
+F_SRC4_SMALL = 1 << 8
+F_SRC6_SMALL = 1 << 9
+F_DST4_SMALL = 1 << 10
+F_DST6_SMALL = 1 << 11
+SMALL_MAX = 8
+
 ADDR_FLAGS = {
     ("src", 4, "exact"): F_SRC4_EXACT,
     ("src", 4, "lpm"): F_SRC4_LPM,
@@ -59,6 +67,10 @@ ADDR_FLAGS = {
     ("dst", 4, "lpm"): F_DST4_LPM,
     ("dst", 6, "exact"): F_DST6_EXACT,
     ("dst", 6, "lpm"): F_DST6_LPM,
+    ("src", 4, "small"): F_SRC4_SMALL,
+    ("src", 6, "small"): F_SRC6_SMALL,
+    ("dst", 4, "small"): F_DST4_SMALL,
+    ("dst", 6, "small"): F_DST6_SMALL,
 }
 
 
@@ -73,19 +85,25 @@ class Mask(ct.Structure):
         return self.w[0] | (self.w[1] << 64)
 
 
-class State(ct.Structure):
-    _fields_ = [("bank", ct.c_uint32), ("pad", ct.c_uint32), ("generation", ct.c_uint64)]
-
-
 class BankCfg(ct.Structure):
     _fields_ = [
         ("all", Mask),
         ("src_wild", Mask),
         ("dst_wild", Mask),
         ("decisive", Mask),
+        ("proto_wild", Mask),
+        ("sport_wild", Mask),
+        ("dport_wild", Mask),
         ("flags", ct.c_uint32),
         ("nrules", ct.c_uint32),
     ]
+
+
+class State(ct.Structure):
+    """The bank switch, with both banks' settings (see the C source)."""
+
+    _fields_ = [("bank", ct.c_uint32), ("pad", ct.c_uint32), ("generation", ct.c_uint64),
+                ("cfg", BankCfg * 2)]
 
 
 class RuleEnt(ct.Structure):
@@ -116,6 +134,22 @@ class Lpm6(ct.Structure):
     _fields_ = [("prefixlen", ct.c_uint32), ("bank", ct.c_uint32), ("addr", ct.c_uint8 * 16)]
 
 
+class Small4Ent(ct.Structure):
+    _fields_ = [("net", ct.c_uint8 * 4), ("netmask", ct.c_uint8 * 4), ("m", Mask)]
+
+
+class Small4(ct.Structure):
+    _fields_ = [("n", ct.c_uint32), ("pad", ct.c_uint32), ("e", Small4Ent * SMALL_MAX)]
+
+
+class Small6Ent(ct.Structure):
+    _fields_ = [("net", ct.c_uint8 * 16), ("netmask", ct.c_uint8 * 16), ("m", Mask)]
+
+
+class Small6(ct.Structure):
+    _fields_ = [("n", ct.c_uint32), ("pad", ct.c_uint32), ("e", Small6Ent * SMALL_MAX)]
+
+
 class RuleMeta(ct.Structure):
     _fields_ = [
         ("name", ct.c_char * 64),
@@ -140,7 +174,6 @@ MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 # Map name -> (key type, value type); what the loader opens from the pin dir.
 MAPS: dict[str, tuple[type, type]] = {
     "state": (ct.c_uint32, State),
-    "banks": (ct.c_uint32, BankCfg),
     "rules": (ct.c_uint32, RuleEnt),
     "proto_mask": (ct.c_uint32, Mask),
     "sport_mask": (ct.c_uint32, Mask),
@@ -153,6 +186,14 @@ MAPS: dict[str, tuple[type, type]] = {
     "dst4_lpm": (Lpm4, Mask),
     "src6_lpm": (Lpm6, Mask),
     "dst6_lpm": (Lpm6, Mask),
+    "src4_small": (ct.c_uint32, Small4),
+    "dst4_small": (ct.c_uint32, Small4),
+    "src6_small": (ct.c_uint32, Small6),
+    "dst6_small": (ct.c_uint32, Small6),
+    "src4_filter": (ct.c_uint32, ct.c_uint64),
+    "dst4_filter": (ct.c_uint32, ct.c_uint64),
+    "src6_filter": (ct.c_uint32, ct.c_uint64),
+    "dst6_filter": (ct.c_uint32, ct.c_uint64),
     "iface_cfg": (ct.c_uint32, IfaceEnt),
     "iface_stats": (ct.c_uint32, Counter),
     "rule_stats": (ct.c_uint32, Counter),
@@ -169,3 +210,11 @@ def exact_map(direction: str, family: int) -> str:
 
 def lpm_map(direction: str, family: int) -> str:
     return f"{direction}{family}_lpm"
+
+
+def small_map(direction: str, family: int) -> str:
+    return f"{direction}{family}_small"
+
+
+def filter_map(direction: str, family: int) -> str:
+    return f"{direction}{family}_filter"

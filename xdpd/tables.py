@@ -39,9 +39,24 @@ class AddrTable:
 
     exact: tuple[tuple[int, bytes], ...] = ()
     lpm: tuple[tuple[bytes, int, int], ...] = ()
+    small: bool = False
+    """Few enough entries for the program's small table (no hash, no trie)."""
 
     def exact_count(self) -> int:
+        """Bytes of exact keys (divide by the key width for a count)."""
         return sum(len(keys) for _, keys in self.exact)
+
+    def in_maps(self) -> "AddrTable":
+        """What the hash map and the trie hold for this table."""
+        return EMPTY_TABLE if self.small else self
+
+    def small_entries(self, width: int) -> list[tuple[bytes, int, int]]:
+        """(network, prefix length, mask) of every entry; hosts as full-length prefixes."""
+        hosts = [(k, width * 8, m) for m, keys in self.exact for k in PackedKeys(keys, width).chunks()]
+        return hosts + list(self.lpm)
+
+
+EMPTY_TABLE = AddrTable()
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,10 @@ class BankImage:
     dport: tuple[int, ...]
     addrs: Mapping[tuple[str, int], AddrTable] = field(default_factory=dict)
     ifaces: tuple[IfaceEntry, ...] = ()
+    dport_l4: tuple[int, ...] = ()              # dport & proto, for TCP then UDP
+    proto_wild: int = 0                         # rules naming no protocol
+    sport_wild: int = 0                         # ... no source port
+    dport_wild: int = 0                         # ... no destination port
 
     def address_count(self) -> int:
         return sum(t.exact_count() // (4 if fam == 4 else 16) + len(t.lpm)
@@ -93,10 +112,16 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
     for direction in DIRECTIONS:
         for family in FAMILIES:
             table = _addr_table(rules, direction, family)
-            if table.exact:
-                flags |= layout.ADDR_FLAGS[(direction, family, "exact")]
-            if table.lpm:
-                flags |= layout.ADDR_FLAGS[(direction, family, "lpm")]
+            width = 4 if family == 4 else 16
+            if table.exact or table.lpm:
+                if table.exact_count() // width + len(table.lpm) <= layout.SMALL_MAX:
+                    table = AddrTable(table.exact, table.lpm, small=True)
+                    flags |= layout.ADDR_FLAGS[(direction, family, "small")]
+                else:
+                    if table.exact:
+                        flags |= layout.ADDR_FLAGS[(direction, family, "exact")]
+                    if table.lpm:
+                        flags |= layout.ADDR_FLAGS[(direction, family, "lpm")]
             addrs[(direction, family)] = table
 
     return BankImage(
@@ -106,11 +131,15 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
         dst_wild=dst_wild,
         decisive=decisive,
         flags=flags,
-        proto=_proto_table(rules),
+        proto=(proto := _proto_table(rules)),
         sport=_port_table(rules, lambda r: r.src_ports),
-        dport=_port_table(rules, lambda r: r.dst_ports),
+        dport=(dport := _port_table(rules, lambda r: r.dst_ports)),
+        dport_l4=_with_proto(dport, proto[6]) + _with_proto(dport, proto[17]),
         addrs=addrs,
         ifaces=tuple(sorted(ifaces, key=lambda e: e.ifindex)),
+        proto_wild=_bits(i for i, r in enumerate(rules) if r.protos is None),
+        sport_wild=_bits(i for i, r in enumerate(rules) if r.src_ports is None),
+        dport_wild=_bits(i for i, r in enumerate(rules) if r.dst_ports is None),
     )
 
 
@@ -154,6 +183,11 @@ def _proto_table(rules: Sequence[Rule]) -> tuple[int, ...]:
         for p in (range(256) if r.protos is None else r.protos):
             table[p] |= bit
     return tuple(table)
+
+
+def _with_proto(ports: tuple[int, ...], proto_mask: int) -> tuple[int, ...]:
+    """A port table restricted to the rules accepting one protocol."""
+    return tuple(m & proto_mask for m in ports)
 
 
 def _port_table(rules: Sequence[Rule], ports_of) -> tuple[int, ...]:
@@ -248,10 +282,8 @@ def merge_exact(by_rule: Sequence[tuple[int, bytes]], width: int) -> tuple[tuple
     for k, m in small.items():
         groups.setdefault(m, []).append(k)
     out = [(big_bit, big)] if big else []
+    # Keys with only big_bit are in `big`, so no group here has mask big_bit.
     for m, keys in sorted(groups.items()):
-        if m == big_bit:
-            # Can't happen (big_bit-only keys are in `big`), kept for clarity.
-            continue
         out.append((m, b"".join(sorted(keys))))
     return tuple(out)
 
@@ -371,3 +403,44 @@ def diff_array(old: Sequence[int] | None, new: Sequence[int]) -> list[int]:
     if old is None:
         return list(range(len(new)))
     return [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+
+
+# --------------------------------------------------------------- exact-key filter
+
+_GOLDEN = 0x9E3779B1
+_K1, _K2, _K3 = 0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F
+_M32 = 0xFFFFFFFF
+_SHIFT = 32 - layout.FILTER_BITS
+
+
+def filter_hashes(keys: bytes, family: int) -> list[int]:
+    """The filter bit of each packed key, as ``hash4``/``hash6`` in the C source.
+
+    The C code reads the address bytes as native u32 words; ``memoryview.cast``
+    reads them the same way, so both sides agree on any byte order.
+    """
+    if not keys:
+        return []
+    w = memoryview(keys).cast("I")
+    if family == 4:
+        return [((a * _GOLDEN) & _M32) >> _SHIFT for a in w]
+    return [((((a * _K1) ^ (b * _K2) ^ (c * _K3) ^ d) & _M32) * _GOLDEN & _M32) >> _SHIFT
+            for a, b, c, d in zip(w[0::4], w[1::4], w[2::4], w[3::4])]
+
+
+def set_filter_bits(bits: bytearray, keys: bytes, family: int) -> set[int]:
+    """Set the bits of ``keys`` in a filter bitmap; return the 64-bit words touched.
+
+    Bit ``h`` is bit ``h % 8`` of byte ``h // 8``, which is bit ``h % 64`` of
+    little-endian u64 word ``h // 64``: what the program tests.
+    """
+    words = set()
+    for h in filter_hashes(keys, family):
+        bits[h >> 3] |= 1 << (h & 7)
+        words.add(h >> 6)
+    return words
+
+
+def table_keys(table: AddrTable) -> bytes:
+    """Every exact key of a table, packed (groups concatenated)."""
+    return b"".join(keys for _, keys in table.exact)

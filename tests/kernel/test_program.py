@@ -248,3 +248,87 @@ def test_address_rules_at_any_position_check_the_address(prog, position):
     assert prog.run(frame_v4("udp", "192.0.2.1", V4_DST)) == "drop"
     assert prog.run(frame_v4("udp", "192.0.2.2", V4_DST)) == "pass"
     assert prog.run(frame_v6("udp", "2001:db8::2", V6_DST)) == "pass"
+
+
+def _fillers(n: int, v6: bool) -> str:
+    """``n`` host addresses nobody sends from: they push a list past the small table."""
+    if v6:
+        return "".join(f", '2001:db8:f111::{i:x}'" for i in range(1, n + 1))
+    return "".join(f", 198.51.100.{i}" for i in range(100, 100 + n))
+
+
+@pytest.mark.parametrize("size", ["small", "hashed"])
+@pytest.mark.parametrize("field", ["src", "dst"])
+def test_address_storage_small_table_and_hash_plus_trie_agree(prog, size, field):
+    """Up to SMALL_MAX entries live in the small table, more in the hash map
+    (behind its filter) and the trie: the verdicts must not depend on which."""
+    n = 0 if size == "small" else 3 * layout.SMALL_MAX
+    prog.load(f"""
+        rules:
+          - {{name: wide, action: count, {field}: [192.0.0.0/16]}}
+          - {{name: hosts, action: drop, {field}: [192.0.2.5, '2001:db8:bad::5'{_fillers(n, False)}{_fillers(n, True)}]}}
+          - {{name: nets, action: drop, {field}: [203.0.113.128/25, '2001:db8:beef::/48']}}
+    """)
+    flags = prog.dp.known[0].flags
+    small = layout.F_SRC4_SMALL if field == "src" else layout.F_DST4_SMALL
+    assert bool(flags & small) == (size == "small")
+
+    def run(v6: bool, addr: str) -> str:
+        other = V6_DST if v6 else V4_DST
+        src, dst = (addr, other) if field == "src" else (("2001:db8::77" if v6 else "198.51.100.77"), addr)
+        return prog.run((frame_v6 if v6 else frame_v4)("udp", src, dst, 1000, 53))
+
+    wide = prog.rule("wide")[0]
+    assert run(False, "192.0.2.5") == "drop"
+    assert run(False, "192.0.2.6") == "pass"
+    assert prog.rule("wide")[0] - wide == 2          # both inside 192.0.0.0/16
+    assert run(False, "203.0.113.200") == "drop"
+    assert run(False, "203.0.113.127") == "pass"
+    assert run(True, "2001:db8:bad::5") == "drop"
+    assert run(True, "2001:db8:bad::6") == "pass"
+    assert run(True, "2001:db8:beef:1::1") == "drop"
+    assert run(True, "2001:db8:bee0::1") == "pass"
+    if n:
+        assert run(False, "198.51.100.105") == "drop"
+        assert run(True, "2001:db8:f111::7") == "drop"
+
+
+def test_moving_between_small_table_and_hash_leaves_nothing_behind(prog):
+    """Growing a list past the small table and shrinking it back: removed
+    addresses stop matching in every step (each storage is cleared)."""
+    big = "".join(f", 198.51.100.{i}" for i in range(1, 40))
+    prog.load("rules: [{name: l, action: drop, src: [192.0.2.1, 192.0.2.0/28]}]")
+    assert prog.run(frame_v4("udp", "192.0.2.1", V4_DST)) == "drop"
+    prog.load(f"rules: [{{name: l, action: drop, src: [192.0.2.2{big}]}}]")
+    assert prog.run(frame_v4("udp", "192.0.2.1", V4_DST)) == "pass"
+    assert prog.run(frame_v4("udp", "192.0.2.2", V4_DST)) == "drop"
+    assert prog.run(frame_v4("udp", "198.51.100.39", V4_DST)) == "drop"
+    prog.load("rules: [{name: l, action: drop, src: [192.0.2.3]}]")
+    for gone in ("192.0.2.2", "198.51.100.39", "192.0.2.1"):
+        assert prog.run(frame_v4("udp", gone, V4_DST)) == "pass", gone
+    assert prog.run(frame_v4("udp", "192.0.2.3", V4_DST)) == "drop"
+
+
+def test_large_random_sets_match_members_only(prog):
+    """Thousands of random hosts, v4 and v6: every probed member is dropped and
+    every probed non-member passes (the filter's hash agrees with the kernel's)."""
+    import ipaddress
+    import random
+    rng = random.Random(7)
+    v4 = sorted({ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(3000)})
+    v6 = sorted({ipaddress.IPv6Address((0x20010DB8 << 96) | rng.getrandbits(96)) for _ in range(1000)})
+    members = [str(a) for a in v4] + [str(a) for a in v6]
+    prog.load("rules: [{name: many, action: drop, src: [" + ", ".join(f"'{a}'" for a in members) + "]}]")
+    for a in rng.sample(v4, 60):
+        assert prog.run(frame_v4("udp", str(a), V4_DST)) == "drop", a
+        assert prog.run(frame_v4("udp", str(a + 1), V4_DST)) == ("drop" if a + 1 in v4 else "pass"), a + 1
+    for a in rng.sample(v6, 60):
+        assert prog.run(frame_v6("udp", str(a), V6_DST)) == "drop", a
+        assert prog.run(frame_v6("udp", str(a + 1), V6_DST)) == ("drop" if a + 1 in v6 else "pass"), a + 1
+    # Remove most of them: the filter keeps stale bits, the verdicts must not.
+    keep = members[:50]
+    prog.load("rules: [{name: many, action: drop, src: [" + ", ".join(f"'{a}'" for a in keep) + "]}]")
+    for a in members[50:110] + members[-60:]:
+        frame = (frame_v6 if ":" in a else frame_v4)("udp", a, V6_DST if ":" in a else V4_DST)
+        assert prog.run(frame) == "pass", a
+    assert prog.run(frame_v4("udp", keep[0], V4_DST)) == "drop"

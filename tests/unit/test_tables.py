@@ -32,7 +32,8 @@ rules:
     assert img.decisive == 0b110
     assert img.src_wild == 0b101
     assert img.dst_wild == 0b011
-    assert img.flags == layout.F_SRC4_LPM | layout.F_DST4_EXACT
+    assert img.flags == layout.F_SRC4_SMALL | layout.F_DST4_SMALL   # few entries: small tables
+    assert img.proto_wild == img.sport_wild == img.dport_wild == 0b111
     assert img.rules[1] == (layout.ACT_DROP, 1)
 
 
@@ -106,3 +107,52 @@ def test_empty_list_matches_nothing_not_everything():
     rules = (Rule("empty", Action.DROP, src=AddrSet()),)
     img = tables.build_image(Config(rules=rules), {"empty": 0}, [])
     assert img.src_wild == 0 and not img.addrs[("src", 4)].exact and not img.addrs[("src", 4)].lpm
+
+
+def test_more_entries_than_the_small_table_go_to_the_hash_and_the_trie():
+    hosts = ", ".join(f"192.0.2.{i}" for i in range(1, layout.SMALL_MAX + 1))
+    img = image(f"rules: [{{name: h, action: drop, src: [{hosts}, 198.51.100.0/24]}}]")
+    assert img.flags == layout.F_SRC4_EXACT | layout.F_SRC4_LPM
+    assert not img.addrs[("src", 4)].small
+    img = image(f"rules: [{{name: h, action: drop, src: [{hosts}]}}]")
+    assert img.flags == layout.F_SRC4_SMALL
+    assert img.addrs[("src", 4)].in_maps() == tables.EMPTY_TABLE
+
+
+def test_wildcard_masks_name_the_rules_without_that_field():
+    img = image("""
+rules:
+  - {name: p, action: drop, proto: udp}
+  - {name: d, action: drop, proto: tcp, dst_port: 22}
+  - {name: s, action: drop, proto: udp, src_port: 19}
+  - {name: a, action: count}
+""")
+    assert img.proto_wild == 0b1000
+    assert img.dport_wild == 0b1101
+    assert img.sport_wild == 0b1011
+
+
+def test_filter_hashes_are_in_range_and_spread():
+    keys = b"".join(socket.inet_pton(socket.AF_INET, f"10.0.{i // 256}.{i % 256}") for i in range(4096))
+    hs = tables.filter_hashes(keys, 4)
+    assert len(hs) == 4096 and all(0 <= h < 1 << layout.FILTER_BITS for h in hs)
+    assert len(set(hs)) > 4000           # consecutive addresses do not collide in bulk
+    bits = bytearray(layout.FILTER_WORDS * 8)
+    words = tables.set_filter_bits(bits, keys, 4)
+    assert words == {h >> 6 for h in hs}
+    assert sum(bin(b).count("1") for b in bits) == len(set(hs))
+
+
+def test_tcp_and_udp_port_tables_include_the_protocol():
+    img = image("""
+rules:
+  - {name: dns, action: drop, proto: udp, dst_port: 53}
+  - {name: web, action: drop, proto: tcp, dst_port: 80}
+  - {name: any-53, action: count, dst_port: 53}
+  - {name: all, action: count}
+""")
+    tcp, udp = img.dport_l4[:layout.PORT_SLOTS], img.dport_l4[layout.PORT_SLOTS:]
+    assert len(img.dport_l4) == 2 * layout.PORT_SLOTS
+    assert tcp[53] == 0b1100 and udp[53] == 0b1101
+    assert tcp[80] == 0b1010 and udp[80] == 0b1000
+    assert tcp[layout.NO_PORT] == udp[layout.NO_PORT] == 0b1000
