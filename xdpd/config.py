@@ -27,12 +27,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from xdpd.addrlist import (
     ConfigError,
+    ListCache,
     Problem,
     format_origin,
     load_addr_file,
     parse_addr_items,
     show,
-    union,
+    union_all,
 )
 from xdpd.model import (
     PORT_PROTOS,
@@ -52,6 +53,7 @@ from xdpd.model import (
 __all__ = [
     "MAX_RULES",
     "ConfigError",
+    "ListCache",
     "Problem",
     "load_config",
     "parse_config_text",
@@ -65,7 +67,7 @@ IFNAMSIZ = 16
 """Linux interface names are at most IFNAMSIZ - 1 bytes."""
 
 TOP_KEYS = ("settings", "interfaces", "rules")
-SETTINGS_KEYS = ("log_interval", "detach_on_stop", "max_addresses")
+SETTINGS_KEYS = ("log_interval", "check_interval", "detach_on_stop", "max_addresses")
 INTERFACE_KEYS = ("mode", "default")
 PORT_KEYS = ("src_port", "dst_port")
 RULE_KEYS = (
@@ -104,14 +106,20 @@ _Fields = dict[str, tuple[Node, Node]]
 # Public API
 
 
-def load_config(config_dir: str | os.PathLike[str]) -> Config:
+def load_config(config_dir: str | os.PathLike[str], cache: ListCache | None = None) -> Config:
     """Load every ``*.yaml`` file directly in ``config_dir``, in lexical order.
 
     Hidden files and anything not ending in ``.yaml`` (editor backups and
     swap files) are ignored.  A directory with no YAML files is a valid, empty
     config: whether that is acceptable is the daemon's decision.
+
+    A long-running caller passes the same :class:`ListCache` to every load:
+    list files are then re-parsed only where they changed since the last
+    load, with a result equal to a fresh load.  After a successful load the
+    cache forgets list files the config no longer uses; after a failed one it
+    keeps everything, since the next attempt will likely want it.
     """
-    builder = _Builder()
+    builder = _Builder(cache=cache)
     for path in _yaml_files(os.path.abspath(config_dir)):
         text = _read_yaml_file(path, builder.problems)
         builder.files.setdefault(path)
@@ -120,13 +128,13 @@ def load_config(config_dir: str | os.PathLike[str]) -> Config:
     return builder.finish()
 
 
-def parse_config_text(text: str, path: str) -> Config:
+def parse_config_text(text: str, path: str, cache: ListCache | None = None) -> Config:
     """Validate one YAML text as if it were the only file of the config dir.
 
     ``path`` is used for messages and to resolve relative list-file paths.
     Raises :class:`ConfigError`.
     """
-    builder = _Builder()
+    builder = _Builder(cache=cache)
     builder.files.setdefault(path)
     builder.add_text(text, path)
     return builder.finish()
@@ -174,19 +182,22 @@ class _ListFiles:
     """Loads each list file once per config load, however many rules use it.
 
     Besides saving time on big lists, this reports a bad file once instead
-    of once per referencing rule.
+    of once per referencing rule.  With a :class:`ListCache`, files are
+    loaded through it.
     """
 
-    def __init__(self, problems: list[Problem], files: dict[str, None]) -> None:
+    def __init__(self, problems: list[Problem], files: dict[str, None], cache: ListCache | None) -> None:
         self._problems = problems
         self._files = files
+        self._load = cache.load if cache is not None else load_addr_file
+        self.union = cache.union if cache is not None else union_all
         self._cache: dict[str, AddrSet | None] = {}
 
     def load(self, path: str, origin: Origin) -> AddrSet | None:
         if path not in self._cache:
             self._files.setdefault(path)
             try:
-                self._cache[path] = load_addr_file(path, origin)
+                self._cache[path] = self._load(path, origin)
             except ConfigError as exc:
                 self._problems.extend(exc.problems)
                 self._cache[path] = None
@@ -218,9 +229,12 @@ class _Builder:
     rules: list[Rule] = field(default_factory=list)
     rule_names: dict[str, Origin] = field(default_factory=dict)
     rule_count: int = 0
+    cache: ListCache | None = None
 
     def __post_init__(self) -> None:
-        self.list_files = _ListFiles(self.problems, self.files)
+        self.list_files = _ListFiles(self.problems, self.files, self.cache)
+        if self.cache is not None:
+            self.cache.begin()
 
     def add_text(self, text: str, path: str) -> None:
         """Add one YAML file; its problems are listed in line order.
@@ -291,6 +305,8 @@ class _Builder:
     def finish(self) -> Config:
         if self.problems:
             raise ConfigError(self.problems)
+        if self.cache is not None:
+            self.cache.commit(self.files)
         settings = Settings(**{key: value for key, (value, _) in self.settings.items()})
         interfaces = tuple(iface for _, iface in self.interfaces.values() if iface is not None)
         return Config(
@@ -520,39 +536,41 @@ _INVALID = _Invalid()
 def _settings(doc: _Doc, node: Node) -> dict[str, tuple[Any, Origin]]:
     fields = doc.mapping(node, "'settings'", SETTINGS_KEYS) or {}
     parsers = {
-        "log_interval": _log_interval,
+        "log_interval": _seconds,
+        "check_interval": _seconds,
         "detach_on_stop": _detach_on_stop,
         "max_addresses": _max_addresses,
     }
     out: dict[str, tuple[Any, Origin]] = {}
     for key, (key_node, value_node) in fields.items():
-        value = parsers[key](doc, value_node)
+        value = parsers[key](doc, value_node, key)
         if value is not _INVALID:
             out[key] = (value, doc.origin(key_node))
     return out
 
 
-def _log_interval(doc: _Doc, node: Node) -> Any:
+def _seconds(doc: _Doc, node: Node, key: str) -> Any:
+    """A finite number of seconds > 0, as a float (log_interval, check_interval)."""
     if isinstance(node, ScalarNode) and node.tag in (_TAG + "int", _TAG + "float"):
         value = doc.construct(node)
         if value is _INVALID:
             return value
         if math.isfinite(value) and value > 0:
             return float(value)
-        doc.error(node, f"log_interval must be a number of seconds > 0, got {node.value}")
+        doc.error(node, f"{key} must be a number of seconds > 0, got {node.value}")
         return _INVALID
-    doc.error(node, f"log_interval must be a number of seconds > 0, got {_kind(node)}")
+    doc.error(node, f"{key} must be a number of seconds > 0, got {_kind(node)}")
     return _INVALID
 
 
-def _detach_on_stop(doc: _Doc, node: Node) -> Any:
+def _detach_on_stop(doc: _Doc, node: Node, _key: str) -> Any:
     if isinstance(node, ScalarNode) and node.tag == _TAG + "bool":
         return doc.construct(node)
     doc.error(node, f"detach_on_stop must be true or false, got {_kind(node)}")
     return _INVALID
 
 
-def _max_addresses(doc: _Doc, node: Node) -> Any:
+def _max_addresses(doc: _Doc, node: Node, _key: str) -> Any:
     expected = f"max_addresses must be an integer 1-{MAX_ADDRESSES_LIMIT}"
     if not (isinstance(node, ScalarNode) and node.tag == _TAG + "int"):
         doc.error(node, f"{expected}, got {_kind(node)}")
@@ -684,10 +702,7 @@ def _addresses(doc: _Doc, fields: _Fields, key: str) -> tuple[AddrSet | None, tu
                 sets.append(loaded)
     if key not in fields and file_key not in fields:
         return None, ()
-    result = AddrSet()
-    for addrs in sets:
-        result = union(result, addrs)
-    return result, tuple(files)
+    return doc.list_files.union(sets), tuple(files)
 
 
 def _inline_addresses(doc: _Doc, node: Node, key: str) -> AddrSet | None:

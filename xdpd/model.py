@@ -139,6 +139,10 @@ class Settings:
     """Daemon-wide settings (``settings:`` in the YAML)."""
 
     log_interval: float = 60.0
+    """Seconds between log lines with the counters."""
+    check_interval: float = 30.0
+    """Seconds between checks that the attachments are still what the
+    config asks for (another program may detach or replace the XDP program)."""
     detach_on_stop: bool = True
     max_addresses: int = 2_000_000
     """Capacity of each exact-address map (per direction and family)."""

@@ -209,7 +209,7 @@ def test_file_bad_lines_are_file_line(tmp_path: Path) -> None:
         "2001:db8::1/64\n"
         "192.0.2.1 192.0.2.2\n"
         "fe80::1%eth0\n"
-        "nul\x00byte\n",
+        "cr\ronly\n",
     )
     with pytest.raises(ConfigError) as exc:
         load_addr_file(path, REF)
@@ -220,7 +220,8 @@ def test_file_bad_lines_are_file_line(tmp_path: Path) -> None:
         f"{path}:6: bad address '2001:db8::1/64': host bits set; did you mean 2001:db8::/64?",
         f"{path}:7: bad address '192.0.2.1 192.0.2.2'",
         f"{path}:8: bad address 'fe80::1%eth0': scope ids are not supported",
-        f"{path}:9: bad address 'nul\x00byte'",
+        # Lines end at \n only (as for grep -n and wc -l); a lone \r is shown escaped.
+        f"{path}:9: bad address 'cr\\ronly'",
     ]
     assert exc.value.problems[0] == Problem(Origin(path, 2), "bad address '192.0.2.300'")
 
@@ -233,7 +234,7 @@ def test_file_bad_lines_are_capped(tmp_path: Path) -> None:
     assert len(lines) == MAX_BAD_LINES + 1 == 21
     assert lines[0] == f"{path}:2: bad address 'junk'"
     assert lines[19] == f"{path}:21: bad address 'junk'"
-    assert lines[20] == f"{path}: ... and 30 more bad lines"
+    assert lines[20] == f"{path}:22: ... and 30 more bad lines from here on"
 
 
 def test_missing_file_names_file_and_reference(tmp_path: Path) -> None:
@@ -288,3 +289,134 @@ def test_million_lines_is_routine(tmp_path: Path) -> None:
     assert len(got) == len(unique)
     assert got.v4_exact[:8] == b"".join(v.to_bytes(4, "big") for v in unique[:2])
     assert got.v4_exact[-4:] == unique[-1].to_bytes(4, "big")
+
+
+def test_nul_byte_means_not_a_text_file(tmp_path: Path) -> None:
+    # Also in a comment: a NUL is never a typo in a text file.
+    path = write(tmp_path, b"192.0.2.1\n192.0.2.2 # \x00\n192.0.2.3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert messages(exc) == [
+        f"{path}:2: NUL byte; a list file is UTF-8 text, not binary or UTF-16 "
+        "(list file referenced at /etc/xdpd/rules.yaml:7:15)"
+    ]
+
+
+def test_utf16_file_is_refused_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "192.0.2.1\n192.0.2.2\n".encode("utf-16-le"))
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert [p.origin for p in exc.value.problems] == [Origin(path, 1)]
+    assert "NUL byte" in messages(exc)[0]
+
+
+def test_first_offending_byte_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, b"192.0.2.1\n\xff\n\x00\n")
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert messages(exc) == [f"{path}:2: not valid UTF-8 (list file referenced at /etc/xdpd/rules.yaml:7:15)"]
+    path = write(tmp_path, b"192.0.2.1\n\x00\xff\n")
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert messages(exc)[0].startswith(f"{path}:2: NUL byte")
+
+
+def test_not_text_hides_bad_lines(tmp_path: Path) -> None:
+    """A binary file gives one problem, not twenty lines of junk."""
+    path = write(tmp_path, b"junk\n" * 30 + b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert messages(exc) == [f"{path}:31: not valid UTF-8 (list file referenced at /etc/xdpd/rules.yaml:7:15)"]
+
+
+def test_permission_denied_names_reference(tmp_path: Path) -> None:
+    path = write(tmp_path, "192.0.2.1\n")
+    os.chmod(path, 0)
+    with _unprivileged():
+        with pytest.raises(ConfigError) as exc:
+            load_addr_file(path, REF)
+    assert messages(exc) == [f"/etc/xdpd/rules.yaml:7:15: cannot read list file {path}: Permission denied"]
+
+
+class _unprivileged:
+    """Drop the effective uid while root (the tests may run as root), so file
+    permissions apply; a no-op otherwise."""
+
+    def __enter__(self) -> None:
+        self.was_root = os.geteuid() == 0
+        if self.was_root:
+            os.seteuid(65534)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_root:
+            os.seteuid(0)
+
+
+def test_blocks_boundaries_keep_line_numbers(tmp_path: Path) -> None:
+    """Big files are decoded a block at a time; lines across blocks still count."""
+    line = b"192.0.2.1\n"
+    count = (3 << 20) // len(line)  # three 1 MiB blocks
+    data = line * count + b"bad\n" + line * 10 + b"\xff\n"
+    path = write(tmp_path, data[:-2] + b"\n")
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert messages(exc) == [f"{path}:{count + 1}: bad address 'bad'"]
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert messages(exc)[0].startswith(f"{path}:{count + 12}: not valid UTF-8")
+
+
+def test_one_long_line_without_newlines(tmp_path: Path) -> None:
+    path = write(tmp_path, b"1" * (3 << 20))
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert messages(exc) == [f"{path}:1: bad address '" + "1" * 60 + "...'"]
+
+
+def test_bom_only_at_the_start(tmp_path: Path) -> None:
+    path = write(tmp_path, b"\xef\xbb\xbf192.0.2.1\n\xef\xbb\xbf192.0.2.2\n")
+    with pytest.raises(ConfigError) as exc:
+        load_addr_file(path, REF)
+    assert messages(exc) == [f"{path}:2: bad address '\\ufeff192.0.2.2'"]
+
+
+def test_duplicates_in_every_spelling_are_one_address(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "192.0.2.1\n192.0.2.1/32\n 192.0.2.1 # again\n2001:db8::1\n2001:DB8:0::1/128\n"
+        "10.0.0.0/8\n10.0.0.0/8\n",
+    )
+    assert load_addr_file(path, REF) == AddrSet(
+        v4_exact=v4("192.0.2.1"), v6_exact=v6("2001:db8::1"), v4_prefixes=((v4("10.0.0.0"), 8),)
+    )
+
+
+def test_show_escapes_unprintable_text() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_addr_items(items("a\tb\x1bc"))
+    assert messages(exc) == ["rules.yaml:1:9: bad address 'a\\tb\\x1bc'"]
+
+
+_ADDRS = st.one_of(
+    st.integers(0, 40).map(lambda i: f"192.0.2.{i}"),
+    st.integers(0, 40).map(lambda i: f"2001:db8::{i:x}"),
+    st.sampled_from(["10.0.0.0/8", "10.0.0.0/16", "2001:db8::/32", "2001:db8::/48", "0.0.0.0/0"]),
+)
+
+
+@given(st.lists(_ADDRS, max_size=30), st.lists(_ADDRS, max_size=30), st.booleans())
+def test_union_is_the_set_union(a: list[str], b: list[str], small: bool) -> None:
+    """Both ways of merging exact addresses (insert the small side, or sort) agree."""
+    import xdpd.addrlist as addrlist
+
+    expected = parse_addr_items(items(*a, *b)) if a or b else AddrSet()
+    set_a = parse_addr_items(items(*a)) if a else AddrSet()
+    set_b = parse_addr_items(items(*b)) if b else AddrSet()
+    saved = addrlist._SMALL_UNION
+    addrlist._SMALL_UNION = 10**9 if small else 0
+    try:
+        assert union(set_a, set_b) == expected
+        assert addrlist.union_all([set_a, set_b, set_a]) == expected
+    finally:
+        addrlist._SMALL_UNION = saved
