@@ -191,6 +191,7 @@ struct rule_meta {
 	char name[64];
 	u32 action;
 	u32 in_use;
+	u64 digest;	/* of the rule's definition: what `plan` compares */
 };
 
 struct iface_meta {

@@ -29,7 +29,9 @@ import json
 import os
 import re
 import secrets
+import select
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -207,6 +209,7 @@ class NetBed:
         self._socks: "weakref.WeakSet[socket.socket]" = weakref.WeakSet()
         self._victim_ifindex: int | None = None
         self._created_ns: list[str] = []
+        self._probes: list["UdpProbe"] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -299,6 +302,8 @@ class NetBed:
         if self._destroyed:
             return
         self._destroyed = True
+        for probe in self._probes:
+            probe.stop(settle=0)
         self._stop_processes()
         for sock in list(self._socks):
             sock.close()
@@ -458,6 +463,58 @@ class NetBed:
             for _ in range(count):
                 sock.send(frame)
 
+    # ------------------------------------------------------------------ extra victim devices
+
+    def add_macvlan(self, v4: str = "203.0.113.30", v6: str | None = "2001:db8:ffff::30",
+                    suffix: str = "m") -> str:
+        """A macvlan (bridge mode) on the victim's veth, with its own addresses; return its name.
+
+        The device is ``<tag>-<suffix>`` in the victim namespace (it goes with
+        the namespace).  Frames for it arrive on the victim's veth and are
+        handed to the macvlan by MAC, so traffic sent to ``v4``/``v6`` from
+        the sender (``send(..., dst=v4)``, a :class:`UdpProbe` with ``dst``)
+        crosses first the veth's XDP hook, then the macvlan's.  The sender
+        gets permanent neighbour entries for the addresses, so no ARP/ND
+        happens mid-test.  A macvlan has no native XDP support, so programs
+        attach to it in generic mode only.
+        """
+        name = self._victim_device_name(suffix)
+        _ip(["-n", self.victim_ns, "link", "add", name, "link", self.victim_if, "type", "macvlan", "mode", "bridge"])
+        lines = [*_neigh_batch(name), f"addr add {v4}/32 dev {name}"]
+        if v6:
+            lines.append(f"addr add {v6}/128 dev {name} nodad")
+        lines.append(f"link set {name} up")
+        _ip(["-n", self.victim_ns, "-batch", "-"], input="\n".join(lines) + "\n")
+        mac = str(self._link_info(self.victim_ns, name)["address"])
+        for addr in (v4, v6) if v6 else (v4,):
+            _ip(["-n", self.sender_ns, "neigh", "replace", addr, "lladdr", mac, "dev", self.sender_if,
+                 "nud", "permanent"])
+        return name
+
+    def add_bridge(self, suffix: str = "br") -> str:
+        """An empty, up Linux bridge ``<tag>-<suffix>`` in the victim namespace; return its name.
+
+        Bridges have no native XDP support: a device to test generic mode
+        and its fallback on, not to carry traffic.
+        """
+        name = self._victim_device_name(suffix)
+        _ip(["-n", self.victim_ns, "link", "add", name, "type", "bridge"])
+        _ip(["-n", self.victim_ns, "link", "set", name, "up"])
+        return name
+
+    def _victim_device_name(self, suffix: str) -> str:
+        name = f"{self.tag}-{suffix}"
+        if len(name) > IFNAMSIZ or not re.fullmatch(r"[a-z0-9]+", suffix) or suffix in ("a", "b"):
+            raise ValueError(f"bad device suffix {suffix!r} (name {name!r})")
+        return name
+
+    def probe(self, sources: Sequence[str], dport: int = 4242, interval: float = 0.002,
+              dst: dict[int, str] | str | None = None) -> "UdpProbe":
+        """A started :class:`UdpProbe` (stopped by :meth:`UdpProbe.stop`, or at the latest by :meth:`destroy`)."""
+        probe = UdpProbe(self, sources, dport=dport, interval=interval, dst=dst)
+        self._probes.append(probe)
+        return probe.start()
+
     # ------------------------------------------------------------------ traffic
 
     def send(self, proto: str, src: str, dst: str | None = None, dport: int = 9, sport: int | None = None,
@@ -536,3 +593,189 @@ class NetBed:
         out = _ip(["-n", ns, f"-{version}", "-j", "neigh", "show", addr, "dev", dev]).stdout
         entries = json.loads(out or "[]")
         return entries[0] if entries else None
+
+
+class UdpProbe:
+    """A steady stream of UDP datagrams from several sender sources to the victim, counted per packet.
+
+    Every ``interval`` seconds one datagram per source is sent (each source
+    has its own socket bound to it; the payload carries a sequence number),
+    while a receiver thread reads a socket bound in the victim namespace to
+    the wildcard address on ``dport`` and records, per source, which
+    sequence numbers arrived and when.  So a test can run it across a
+    reload or a daemon restart and ask exactly how many packets of a
+    blocked source got through (and when), and how many of an allowed
+    source were lost.
+
+    ``dst`` is the destination: a victim address, or ``{4: addr, 6: addr}``;
+    by default the victim's veth address of each source's family.
+    Counts are only final after :meth:`stop`, which stops sending and then
+    waits ``settle`` seconds for the last datagrams.
+    """
+
+    def __init__(self, bed: NetBed, sources: Sequence[str], dport: int = 4242, interval: float = 0.002,
+                 dst: dict[int, str] | str | None = None) -> None:
+        self.bed = bed
+        self.sources = [str(s) for s in sources]
+        self.dport = dport
+        self.interval = interval
+        self._dst: dict[str, str] = {}
+        for src in self.sources:
+            version = 6 if _traffic.family_of(src) == socket.AF_INET6 else 4
+            if isinstance(dst, str):
+                target = dst
+            elif isinstance(dst, dict) and version in dst:
+                target = dst[version]
+            else:
+                target = bed.victim_addr(version)
+            if _traffic.family_of(target) != _traffic.family_of(src):
+                raise ValueError(f"probe source {src} and destination {target} are of different families")
+            self._dst[src] = target
+        self.sent: dict[str, int] = {s: 0 for s in self.sources}
+        """Datagrams sent per source (sequence numbers 0..sent-1)."""
+        self.arrivals: dict[str, list[tuple[int, float]]] = {s: [] for s in self.sources}
+        """Per source: (sequence number, time.monotonic() of arrival), in arrival order."""
+        self.send_errors: list[str] = []
+        self._lock = threading.Lock()
+        self._stop_sending = threading.Event()
+        self._stop_receiving = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._rx: list[socket.socket] = []
+        self._tx: dict[str, socket.socket] = {}
+        self.started_at = 0.0
+        self.stopped = False
+
+    def start(self) -> "UdpProbe":
+        """Bind the receiver(s) first, then start sending; return self."""
+        families = sorted({_traffic.family_of(s) for s in self.sources})
+        for fam in families:
+            rx = self.bed.socket("victim", fam, socket.SOCK_DGRAM)
+            rx.setsockopt(socket.SOL_SOCKET, _traffic.SO_RCVBUFFORCE, 8 << 20)
+            if fam == socket.AF_INET6:
+                rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            rx.bind((_traffic.wildcard(fam), self.dport))
+            rx.setblocking(False)
+            self._rx.append(rx)
+        for src in self.sources:
+            tx = self.bed.socket("sender", _traffic.family_of(src), socket.SOCK_DGRAM)
+            tx.bind((src, 0))
+            self._tx[src] = tx
+        self.started_at = time.monotonic()
+        for target, name in ((self._receive, "probe-rx"), (self._send, "probe-tx")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _send(self) -> None:
+        seq = 0
+        next_at = time.monotonic()
+        while not self._stop_sending.is_set():
+            for src in self.sources:
+                try:
+                    self._tx[src].sendto(struct.pack("!I", seq) + b"probe", (self._dst[src], self.dport))
+                    with self._lock:
+                        self.sent[src] = seq + 1
+                except OSError as exc:  # e.g. ENOBUFS; recorded, a lost datagram is counted as lost
+                    self.send_errors.append(f"{src} seq {seq}: {exc}")
+                    with self._lock:
+                        self.sent[src] = seq + 1
+            seq += 1
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stop_sending.wait(delay)
+            elif delay < -0.1:  # fell far behind (loaded machine): do not burst to catch up
+                next_at = time.monotonic()
+
+    def _receive(self) -> None:
+        while not self._stop_receiving.is_set():
+            try:
+                readable, _w, _x = select.select(self._rx, [], [], 0.05)
+            except (OSError, ValueError):  # sockets closed under us by destroy()
+                return
+            for rx in readable:
+                self._drain(rx)
+
+    def _drain(self, rx: socket.socket) -> None:
+        while True:
+            try:
+                data, addr = rx.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            now = time.monotonic()
+            if len(data) < 4:
+                continue
+            (seq,) = struct.unpack("!I", data[:4])
+            for src in self.sources:
+                if _traffic.same_ip(addr[0], src):
+                    with self._lock:
+                        self.arrivals[src].append((seq, now))
+                    break
+
+    def stop(self, settle: float = 0.3) -> "UdpProbe":
+        """Stop sending, collect what is still on its way for ``settle`` seconds, stop; idempotent."""
+        if self.stopped:
+            return self
+        self.stopped = True
+        self._stop_sending.set()
+        for thread in self._threads[1:]:
+            thread.join(5)
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline and any(self.received(s) < self.sent[s] for s in self.sources):
+            time.sleep(0.01)
+        self._stop_receiving.set()
+        if self._threads:
+            self._threads[0].join(5)
+        for sock in [*self._rx, *self._tx.values()]:
+            sock.close()
+        return self
+
+    def __enter__(self) -> "UdpProbe":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # queries (safe while running; final after stop)
+
+    def received(self, src: str) -> int:
+        """Distinct sequence numbers from ``src`` received so far."""
+        with self._lock:
+            return len({seq for seq, _t in self.arrivals[src]})
+
+    def lost(self, src: str) -> int:
+        """Datagrams from ``src`` sent but not received (so far)."""
+        with self._lock:
+            sent = self.sent[src]
+            got = {seq for seq, _t in self.arrivals[src]}
+        return sent - len(got & set(range(sent)))
+
+    def arrival_times(self, src: str) -> list[float]:
+        """When datagrams from ``src`` arrived, as ``time.monotonic()`` values."""
+        with self._lock:
+            return [t for _seq, t in self.arrivals[src]]
+
+    def wait_received(self, src: str, more: int = 1, timeout: float = 2.0) -> bool:
+        """Wait until ``more`` further datagrams from ``src`` arrived (proof the stream flows)."""
+        target = self.received(src) + more
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.received(src) >= target:
+                return True
+            time.sleep(0.005)
+        return False
+
+    def wait_sent(self, src: str, more: int, timeout: float = 5.0) -> None:
+        """Wait until ``more`` further datagrams from ``src`` were sent."""
+        target = self.sent[src] + more
+        deadline = time.monotonic() + timeout
+        while self.sent[src] < target:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"probe sent nothing from {src} for {timeout} s")
+            time.sleep(0.005)
+
+    def summary(self) -> str:
+        return ", ".join(f"{s}: sent {self.sent[s]} received {self.received(s)}" for s in self.sources)

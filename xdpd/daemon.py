@@ -1,70 +1,77 @@
 """The daemon: the one place where every part is built and wired together.
 
 Read :func:`run` top to bottom to see the whole system: config, checks,
-compile, datapath, netlink, enforce, notify, then the loop that reports
-counts and reloads on SIGHUP until SIGTERM.
+compile (in a child, see :mod:`xdpd.compiler`), adopt what a previous daemon
+pinned, enforce, notify, then :class:`Daemon.loop`, which reconciles when a
+trigger fires and reports counts until SIGTERM.
+
+Triggers, all of which only set a flag and wake the loop:
+
+* SIGHUP, and a change to the config dir or a list file (:mod:`xdpd.watch`):
+  reload the config; an invalid one is rejected and the live state stays;
+* an interface appearing or going away (:mod:`xdpd.linkevents`) and the
+  periodic drift check (``settings.check_interval``): reconcile the current
+  config with the kernel, which re-attaches what someone detached or replaced.
+
+Every reload attempt, whatever triggered it, ends in
+``<runtime dir>/reload.json`` (:mod:`xdpd.reloadstate`), so ``xdpd reload``
+can wait for it and report.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 import sdnotify
 from pyroute2 import IPRoute
 
-from . import logs, prereq
+from . import layout, logs, prereq, reloadstate
+from .addrlist import ListCache
+from .compiler import compile_in_child
 from .config import ConfigError, load_config
-from .datapath import BuildParams, CompileError, Datapath, compile_program, pin_program, remove_stale_maps
-from .enforcer import ApplyResult, Enforcer
-from .links import AttachError
+from .datapath import BuildParams, CompileError, Datapath, pin_program, remove_stale_maps
+from .enforcer import ApplyFailed, ApplyResult, Enforcer
+from .linkevents import LinkEvent, LinkMonitor
 from .model import Config
 from .status import ACTION_NAMES
+from .watch import ConfigWatcher
 
 EX_OK = 0
 EX_SOFTWARE = 70
 EX_CONFIG = 78
 
+WATCH_DEBOUNCE = 0.1
+"""Seconds of quiet after a file event before reloading (editors write in bursts)."""
+
 
 @dataclass
-class _Signals:
-    """Signal flags, set from handlers and consumed by the loop."""
+class _Triggers:
+    """Flags set from signal handlers and watcher threads, consumed by the loop."""
 
     wake: threading.Event = field(default_factory=threading.Event)
     stop: bool = False
-    reload: bool = False
+    reload: bool = False        # SIGHUP or a file change: re-read the config
+    reconcile: bool = False     # link event: re-check the kernel against the config
+    hup: bool = False           # the reload was asked for by SIGHUP
 
-    def install(self) -> None:
-        def on_stop(signum, frame):
-            self.stop = True
-            self.wake.set()
+    def set(self, **flags: bool) -> None:
+        for name, value in flags.items():
+            setattr(self, name, value)
+        self.wake.set()
 
-        def on_hup(signum, frame):
-            self.reload = True
-            self.wake.set()
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, on_hup)
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.set(stop=True))
+        signal.signal(signal.SIGINT, lambda *_: self.set(stop=True))
+        signal.signal(signal.SIGHUP, lambda *_: self.set(reload=True, hup=True))
 
 
 def build_params(config: Config) -> BuildParams:
     # Two banks share each exact map.
     return BuildParams(max_exact=2 * config.settings.max_addresses)
-
-
-def _log_applied(log, result: ApplyResult, config: Config) -> None:
-    for name, mode in result.attached.items():
-        log.info("attached", iface=name, mode=mode)
-    for name in result.detached:
-        log.info("detached", iface=name)
-    for name in result.missing:
-        log.warning("interface_missing", iface=name, hint="configured but not present; not attached")
-    for w in result.warnings:
-        log.warning("mode_fallback", detail=w)
-    log.info("enforced", interfaces=len(config.interfaces), rules=len(config.rules),
-             addresses=result.addresses)
 
 
 class CountReporter:
@@ -79,10 +86,9 @@ class CountReporter:
         for action, slot in self.dp.rule_order():
             self._one("rule_stats", slot, rule=names.get(slot, (str(slot),))[0],
                       action=ACTION_NAMES.get(action, str(action)))
-        from .layout import NVERDICTS, Verdict
         for slot, (iface, _, _) in self.dp.iface_names().items():
-            for v in Verdict:
-                self._one("iface_stats", slot * NVERDICTS + v, iface=iface, verdict=v.label)
+            for v in layout.Verdict:
+                self._one("iface_stats", slot * layout.NVERDICTS + v, iface=iface, verdict=v.label)
 
     def _one(self, table: str, index: int, **fields) -> None:
         packets, nbytes = self.dp.counter(table, index)
@@ -93,16 +99,153 @@ class CountReporter:
                           delta_packets=packets - prev[0], delta_bytes=nbytes - prev[1], **fields)
 
 
+def _status_line(config: Config, result: ApplyResult) -> str:
+    ifaces = len(config.interfaces) - len(result.missing)
+    return (f"enforcing {len(config.rules)} rules, {result.addresses:,} addresses "
+            f"on {ifaces} interface(s)")
+
+
+class Daemon:
+    """The running daemon's state and its main loop."""
+
+    def __init__(self, config: Config, config_dir: str, runtime_dir: str, enforcer: Enforcer,
+                 cache: ListCache, notifier, log, triggers: _Triggers) -> None:
+        self.config, self.config_dir, self.runtime_dir = config, config_dir, runtime_dir
+        self.enforcer, self.cache, self.notifier, self.log = enforcer, cache, notifier, log
+        self.triggers = triggers
+        self.reporter = CountReporter(enforcer.dp, log)
+        self.seq = 0
+        self.last_status = ""
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        self.watchdog_interval = usec / 2e6 if usec and os.environ.get("WATCHDOG_PID", str(os.getpid())) \
+            == str(os.getpid()) else 0.0
+
+    # -- triggers ------------------------------------------------------------
+    def on_link(self, event: LinkEvent) -> None:
+        """(Monitor thread.)  A configured interface appeared or went away: reconcile."""
+        if self.config.interface(event.name) is None:
+            return  # containers come and go; only ours matter
+        if event.kind == "del":
+            self.log.info("interface_gone", iface=event.name, ifindex=event.ifindex)
+        self.triggers.set(reconcile=True)
+
+    # -- the loop ------------------------------------------------------------
+    def loop(self, watcher: ConfigWatcher) -> None:
+        t = self.triggers
+        now = time.monotonic()
+        next_report = now + self.config.settings.log_interval
+        next_check = now + self.config.settings.check_interval
+        while not t.stop:
+            now = time.monotonic()
+            deadline = min(next_report, next_check)
+            if self.watchdog_interval:
+                deadline = min(deadline, now + self.watchdog_interval)
+            t.wake.wait(max(0.0, deadline - now))
+            t.wake.clear()
+            if self.watchdog_interval:
+                self.notifier.notify("WATCHDOG=1")
+            if t.stop:
+                break
+            if t.reload:
+                t.reload = False
+                hup, t.hup = t.hup, False
+                t.reconcile = False
+                self.reload(watcher, hup)
+            elif t.reconcile:
+                t.reconcile = False
+                self.reconcile("interface change")
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + self.config.settings.check_interval
+                self.reconcile("periodic check")
+            if now >= next_report:
+                next_report = now + self.config.settings.log_interval
+                self.reporter.report()
+            self.enforcer.settle()
+
+    def reload(self, watcher: ConfigWatcher, hup: bool) -> None:
+        """Apply the config on disk, or keep the current one if it is invalid."""
+        self.notifier.notify("RELOADING=1")
+        started = time.monotonic()
+        self.seq += 1
+        try:
+            config = load_config(self.config_dir, cache=self.cache)
+        except ConfigError as e:
+            for p in e.problems:
+                self.log.error("reload_rejected", problem=str(p))
+            summary = f"reload rejected ({len(e.problems)} problem(s)), still enforcing the previous config"
+            self._finish(False, f"{summary}: {e.problems[0]}", [str(p) for p in e.problems])
+            return
+        try:
+            result = self.enforcer.apply(config, settle=False)
+        except ApplyFailed as e:
+            self.log.error("reload_failed", detail=str(e))
+            self._finish(False, f"reload failed, still enforcing the previous config: {e}", [str(e)])
+            return
+        if (build_params(config) != build_params(self.config)):
+            self.log.warning("restart_needed", setting="max_addresses",
+                             hint="map capacity is fixed at start; restart xdpd to resize")
+        self.config = config
+        watcher.set_files(config.files)
+        p = result.plan
+        self.log.info("reload_applied", trigger="SIGHUP" if hup else "file change",
+                      changes="; ".join(p.lines()) if p else "none",
+                      ms=round((time.monotonic() - started) * 1000))
+        _log_links(self.log, result)
+        self._finish(True, _status_line(config, result), [])
+
+    def reconcile(self, why: str) -> None:
+        """Re-apply the current config to the kernel (links, drift)."""
+        try:
+            result = self.enforcer.apply(self.config, settle=False)
+        except ApplyFailed as e:
+            self.log.error("reconcile_failed", trigger=why, detail=str(e))
+            return
+        for fixed in result.repaired:
+            self.log.warning("drift_repaired", trigger=why, detail=fixed)
+        _log_links(self.log, result, skip_repaired=True)
+        status = _status_line(self.config, result)
+        if status != self.last_status:
+            self.notifier.notify(f"STATUS={status}")
+            self.last_status = status
+
+    def _finish(self, ok: bool, summary: str, errors: list[str]) -> None:
+        reloadstate.write(self.runtime_dir, reloadstate.ReloadState(self.seq, ok, summary, errors))
+        self.notifier.notify(f"READY=1\nSTATUS={summary}")
+        self.last_status = summary
+
+
+def _log_links(log, result: ApplyResult, skip_repaired: bool = False) -> None:
+    repaired = {r.split(":", 1)[0] for r in result.repaired} if skip_repaired else set()
+    for name, mode in result.attached.items():
+        if name not in repaired:
+            log.info("attached", iface=name, mode=mode)
+    for name in result.detached:
+        log.info("detached", iface=name)
+    for w in result.warnings:
+        log.warning("mode_fallback", detail=w)
+
+
 def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd") -> int:
     log = logs.get()
     notifier = sdnotify.SystemdNotifier()
+    triggers = _Triggers()
+    # Watch before the first read: an edit made while starting is not missed.
+    with ConfigWatcher(config_dir, lambda: triggers.set(reload=True), debounce=WATCH_DEBOUNCE) as watcher:
+        return _run(config_dir, pin_dir, runtime_dir, log, notifier, triggers, watcher)
+
+
+def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, triggers: _Triggers,
+         watcher: ConfigWatcher) -> int:
+    cache = ListCache()
     try:
-        config = load_config(config_dir)
+        config = load_config(config_dir, cache=cache)
     except ConfigError as e:
         for p in e.problems:
             log.error("config_invalid", problem=str(p))
         notifier.notify(f"STATUS=config invalid: {e.problems[0]}")
         return EX_CONFIG
+    watcher.set_files(config.files)
     try:
         prereq.check_all(pin_dir)
     except prereq.Missing as e:
@@ -110,66 +253,49 @@ def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd") -> int:
         return prereq.EX_UNAVAILABLE
 
     try:
-        compiled = compile_program(pin_dir, build_params(config))
+        loaded = compile_in_child(pin_dir, build_params(config))
     except CompileError as e:
         log.error("compile_failed", detail=str(e))
         return EX_SOFTWARE
-    pin_program(compiled.prog_fd, pin_dir)
-    dp = Datapath(compiled.maps_dir)
-    signals = _Signals()
-    signals.install()
-    with IPRoute() as ipr:
-        enforcer = Enforcer(dp, compiled.prog_fd, ipr)
-        try:
-            result = enforcer.apply(config)
-        except AttachError as e:
-            log.error("attach_failed", detail=str(e))
-            return EX_SOFTWARE
-        _log_applied(log, result, config)
-        for stale in remove_stale_maps(pin_dir, compiled.maps_dir):
-            log.info("unpinned_stale_maps", path=stale)
-        notifier.notify("READY=1")
-        notifier.notify(f"STATUS=enforcing {len(config.rules)} rules on "
-                        f"{len(config.interfaces) - len(result.missing)} interfaces")
-        log.info("ready", config_dir=config_dir, pin_dir=pin_dir)
+    dp = Datapath(loaded.maps_dir)
+    dp.adopt()  # maps a previous daemon left pinned: learn what they hold
+    try:
+        with IPRoute() as ipr:
+            enforcer = Enforcer(dp, loaded.prog_fd, ipr)
+            daemon = Daemon(config, config_dir, runtime_dir, enforcer, cache, notifier, log, triggers)
+            triggers.install_signals()
+            monitor = LinkMonitor(daemon.on_link)
+            monitor.start()  # before the first apply: nothing that happens after it is missed
+            try:
+                try:
+                    result = enforcer.apply(config, settle=False)
+                except ApplyFailed as e:
+                    log.error("attach_failed", detail=str(e))
+                    return EX_SOFTWARE
+                pin_program(loaded.prog_fd, pin_dir)
+                _log_links(log, result)
+                for name in result.missing:
+                    log.warning("interface_missing", iface=name, hint="configured but not present; "
+                                "attached when it appears")
+                log.info("enforced", interfaces=len(config.interfaces), rules=len(config.rules),
+                         addresses=result.addresses)
+                for stale in remove_stale_maps(pin_dir, loaded.maps_dir):
+                    log.info("unpinned_stale_maps", path=stale)
+                daemon._finish(True, _status_line(config, result), [])
+                log.info("ready", config_dir=config_dir, pin_dir=pin_dir)
+                enforcer.settle()
+                daemon.loop(watcher)
+            finally:
+                monitor.stop()
 
-        reporter = CountReporter(dp, log)
-        while not signals.stop:
-            signals.wake.wait(config.settings.log_interval)
-            signals.wake.clear()
-            if signals.reload and not signals.stop:
-                signals.reload = False
-                config = _reload(log, notifier, enforcer, config, config_dir)
-            elif not signals.stop:
-                reporter.report()
-
-        reporter.report()
-        if config.settings.detach_on_stop:
-            for name in enforcer.detach_all():
-                log.info("detached", iface=name)
-        else:
-            log.info("left_attached", hint="detach_on_stop is false: filtering continues")
-    dp.close()
+            daemon.reporter.report()
+            if daemon.config.settings.detach_on_stop:
+                for name in enforcer.detach_all():
+                    log.info("detached", iface=name)
+            else:
+                log.info("left_attached", hint="detach_on_stop is false: filtering continues")
+    finally:
+        dp.close()
+        os.close(loaded.prog_fd)
     log.info("stopped")
     return EX_OK
-
-
-def _reload(log, notifier, enforcer: Enforcer, current: Config, config_dir: str) -> Config:
-    """Apply the config on disk, or keep ``current`` if it is invalid."""
-    notifier.notify("RELOADING=1")
-    try:
-        config = load_config(config_dir)
-        result = enforcer.apply(config)
-    except ConfigError as e:
-        for p in e.problems:
-            log.error("reload_rejected", problem=str(p))
-        notifier.notify(f"READY=1\nSTATUS=reload rejected, still enforcing the previous config: "
-                        f"{e.problems[0]}")
-        return current
-    except AttachError as e:
-        log.error("reload_failed", detail=str(e))
-        notifier.notify("READY=1\nSTATUS=reload failed: " + str(e))
-        return current
-    _log_applied(log, result, config)
-    notifier.notify(f"READY=1\nSTATUS=enforcing {len(config.rules)} rules")
-    return config

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Mapping
 
 from . import bpfsys, layout
-from .tables import (AddrTable, BankImage, diff_array, diff_exact, diff_lpm, set_filter_bits,
-                     table_keys)
+from .tables import (AddrTable, BankImage, IfaceEntry, diff_array, diff_exact, diff_lpm,
+                     set_filter_bits, table_keys)
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "xdpd.bpf.c"
 """Default location of the C source; the package installs it beside xdpd/."""
@@ -242,6 +242,9 @@ class Datapath:
         """What each bank is known to hold (None: unknown, e.g. adopted)."""
         self.filters = {(d, f): ExactFilter(self.maps[layout.filter_map(d, f)], f)
                         for d in ("src", "dst") for f in (4, 6)}
+        self.pending: BankImage | None = None
+        """Enforced image not yet written into the inactive bank (see settle)."""
+        self.switched_at = 0.0
 
     def close(self) -> None:
         for m in self.maps.values():
@@ -259,12 +262,14 @@ class Datapath:
         return self.state().generation > 0
 
     # -- writing ---------------------------------------------------------
-    def apply(self, image: BankImage) -> None:
+    def apply(self, image: BankImage, settle: bool = True) -> None:
         """Make ``image`` the enforced rule set with no gap.
 
-        Writes the inactive bank, switches to it with one map write, then
-        brings the other bank up to date so the next change is a small diff.
+        Writes the inactive bank and switches to it with one map write.  Then
+        (now, or later with :meth:`settle`) brings the other bank up to date
+        so the next change is a small diff.
         """
+        self.pending = None
         active = self.active_bank()
         target = 1 - active
         base = self.known[active]
@@ -275,10 +280,28 @@ class Datapath:
         st = self.state()
         st.bank, st.generation = target, st.generation + 1
         self.maps["state"].update(ct.c_uint32(0), st)
-        time.sleep(GRACE_SECONDS)
-        self.write_bank(active, image)
+        self.switched_at = time.monotonic()
+        self.pending = image
+        if settle:
+            self.settle()
+
+    def settle(self) -> None:
+        """Write the enforced image into the inactive bank too (if not done yet)."""
+        image = self.pending
+        if image is None:
+            return
+        wait = self.switched_at + GRACE_SECONDS - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self.write_bank(1 - self.active_bank(), image)
+        self.pending = None
         for key, table in image.addrs.items():
             self.filters[key].maybe_rebuild(table.in_maps())
+
+    def adopt(self) -> None:
+        """Learn what both banks hold from the maps (a previous daemon's)."""
+        if self.is_initialised():
+            self.known = list(self.read_banks())
 
     def write_bank(self, bank: int, image: BankImage) -> None:
         old = self.known[bank]
@@ -397,13 +420,14 @@ class Datapath:
                     lpm.delete(k)
 
     # -- metadata and counters ---------------------------------------------
-    def write_rule_names(self, names: Mapping[int, tuple[str, int]], fresh: set[int]) -> None:
-        """Record slot -> (name, action) and zero the counters of ``fresh`` slots."""
+    def write_rule_names(self, names: Mapping[int, tuple], fresh: set[int]) -> None:
+        """Record slot -> (name, action[, digest]) and zero the counters of ``fresh`` slots."""
         m = self.maps["rule_names"]
         for slot in range(layout.MAX_RULE_SLOTS):
             if slot in names:
-                name, action = names[slot]
-                m.update(ct.c_uint32(slot), layout.RuleMeta(name=name.encode()[:63], action=action, in_use=1))
+                name, action, *digest = names[slot]
+                m.update(ct.c_uint32(slot), layout.RuleMeta(name=name.encode()[:63], action=action, in_use=1,
+                                                            digest=digest[0] if digest else 0))
             else:
                 cur = m.lookup(ct.c_uint32(slot))
                 if cur is not None and cur.in_use:
@@ -438,6 +462,96 @@ class Datapath:
             if v is not None and v.in_use:
                 out[slot] = (v.name.decode(errors="replace"), v.action)
         return out
+
+    def rule_digests(self) -> dict[str, int]:
+        """Rule name -> digest of its definition, as last written."""
+        out = {}
+        for slot in range(layout.MAX_RULE_SLOTS):
+            v = self.maps["rule_names"].lookup(ct.c_uint32(slot))
+            if v is not None and v.in_use:
+                out[v.name.decode(errors="replace")] = v.digest
+        return out
+
+    def read_banks(self) -> tuple[BankImage, BankImage]:
+        """What both banks hold, read back from the maps (to adopt them).
+
+        One pass over each map serves both banks.  With a million addresses
+        this takes a second or two; it runs when a daemon adopts maps a
+        previous one left pinned, and for ``xdpd plan``.
+        """
+        st = self.state()
+        arrays = {name: self.maps[name].array_values()
+                  for name in ("proto_mask", "sport_mask", "dport_mask", "iface_cfg")}
+        addrs: list[dict] = [{}, {}]
+        for direction in ("src", "dst"):
+            for family in (4, 6):
+                width = 4 if family == 4 else 16
+                exact = self._read_exact(direction, family, width)
+                lpm = self._read_lpm(direction, family)
+                for bank in (0, 1):
+                    if st.cfg[bank].flags & layout.ADDR_FLAGS[(direction, family, "small")]:
+                        table = self._read_small(bank, direction, family, width)
+                    else:
+                        table = AddrTable(exact[bank], tuple(sorted(lpm[bank])))
+                    addrs[bank][(direction, family)] = table
+        return tuple(self._image_of(bank, st.cfg[bank], arrays, addrs[bank]) for bank in (0, 1))
+
+    def _image_of(self, bank: int, cfg, arrays: dict[str, bytes], addrs: dict) -> BankImage:
+        def masks(data: bytes, start: int, count: int) -> tuple[int, ...]:
+            return tuple(int.from_bytes(data[i * 16:(i + 1) * 16], "little")
+                         for i in range(start, start + count))
+        # struct iface_ent is 4 bytes: enabled, default_drop, slot (u16).
+        assert ct.sizeof(layout.IfaceEnt) == 4
+        words = memoryview(arrays["iface_cfg"]).cast("I")[bank * layout.IFINDEX_MAX:
+                                                           (bank + 1) * layout.IFINDEX_MAX]
+        ifaces = []
+        for i, w in enumerate(words):
+            if w & 0xFF:
+                ent = layout.IfaceEnt.from_buffer_copy(w.to_bytes(4, "little"))
+                ifaces.append(IfaceEntry(i, bool(ent.default_drop), ent.slot))
+        rules = tuple(self.rule_order(bank))
+        return BankImage(
+            rules=rules, all_rules=cfg.all.value(), src_wild=cfg.src_wild.value(),
+            dst_wild=cfg.dst_wild.value(), decisive=cfg.decisive.value(), flags=cfg.flags,
+            proto=masks(arrays["proto_mask"], bank * 256, 256),
+            sport=masks(arrays["sport_mask"], bank * layout.PORT_SLOTS, layout.PORT_SLOTS),
+            dport=(),
+            dport_l4=masks(arrays["dport_mask"], bank * 2 * layout.PORT_SLOTS, 2 * layout.PORT_SLOTS),
+            addrs=addrs, ifaces=tuple(ifaces),
+            proto_wild=cfg.proto_wild.value(), sport_wild=cfg.sport_wild.value(),
+            dport_wild=cfg.dport_wild.value())
+
+    def _read_exact(self, direction: str, family: int, width: int) -> list[tuple]:
+        """Per bank: the exact groups ``((mask, sorted packed keys), ...)``."""
+        groups: list[dict[bytes, list[bytes]]] = [{}, {}]
+        for k, v in self.maps[layout.exact_map(direction, family)].items_batch():
+            bank = int.from_bytes(k[:4], "little")
+            if bank in (0, 1):
+                groups[bank].setdefault(v, []).append(k[4:4 + width])
+        return [tuple(sorted((int.from_bytes(m, "little"), b"".join(sorted(keys)))
+                             for m, keys in g.items())) for g in groups]
+
+    def _read_lpm(self, direction: str, family: int) -> list[list[tuple[bytes, int, int]]]:
+        m = self.maps[layout.lpm_map(direction, family)]
+        out: list[list] = [[], []]
+        for k in list(m.keys()):
+            v = m.lookup(k)
+            if v is not None and k.bank in (0, 1):
+                out[k.bank].append((bytes(k.addr), k.prefixlen - 32, v.value()))
+        return out
+
+    def _read_small(self, bank: int, direction: str, family: int, width: int) -> AddrTable:
+        t = self.maps[layout.small_map(direction, family)].lookup(ct.c_uint32(bank))
+        hosts: dict[int, list[bytes]] = {}
+        lpm = []
+        for e in list(t.e)[:t.n]:
+            plen = bin(int.from_bytes(bytes(e.netmask), "big")).count("1")
+            if plen == width * 8:
+                hosts.setdefault(e.m.value(), []).append(bytes(e.net))
+            else:
+                lpm.append((bytes(e.net), plen, e.m.value()))
+        exact = tuple(sorted((m, b"".join(sorted(keys))) for m, keys in hosts.items()))
+        return AddrTable(exact, tuple(sorted(lpm)), small=True)
 
     def iface_names(self) -> dict[int, tuple[str, int, str]]:
         out = {}

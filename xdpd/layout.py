@@ -155,6 +155,7 @@ class RuleMeta(ct.Structure):
         ("name", ct.c_char * 64),
         ("action", ct.c_uint32),
         ("in_use", ct.c_uint32),
+        ("digest", ct.c_uint64),
     ]
 
 

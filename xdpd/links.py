@@ -92,6 +92,9 @@ def attach(ipr: IPRoute, link: LinkXdp, prog_fd: int, mode: str) -> tuple[str, s
     ``mode`` is native, generic, offload or auto (native, falling back to
     generic).  Returns ``(mode used, warning or None)``.
     """
+    if mode == "auto" and link.mode in ("native", "generic"):
+        # Replace in the mode already in use: switching would need a detach.
+        return attach(ipr, link, prog_fd, link.mode)
     if mode == "auto":
         try:
             used, _ = attach(ipr, link, prog_fd, "native")

@@ -14,6 +14,7 @@ Python objects.
 from __future__ import annotations
 
 import bisect
+import hashlib
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -78,7 +79,7 @@ class BankImage:
     flags: int
     proto: tuple[int, ...]                      # 256 masks
     sport: tuple[int, ...]                      # PORT_SLOTS masks
-    dport: tuple[int, ...]
+    dport: tuple[int, ...] = field(compare=False)  # kept for readers; the kernel holds dport_l4
     addrs: Mapping[tuple[str, int], AddrTable] = field(default_factory=dict)
     ifaces: tuple[IfaceEntry, ...] = ()
     dport_l4: tuple[int, ...] = ()              # dport & proto, for TCP then UDP
@@ -283,9 +284,9 @@ def merge_exact(by_rule: Sequence[tuple[int, bytes]], width: int) -> tuple[tuple
         groups.setdefault(m, []).append(k)
     out = [(big_bit, big)] if big else []
     # Keys with only big_bit are in `big`, so no group here has mask big_bit.
-    for m, keys in sorted(groups.items()):
+    for m, keys in groups.items():
         out.append((m, b"".join(sorted(keys))))
-    return tuple(out)
+    return tuple(sorted(out))  # canonical: by mask (masks are distinct)
 
 
 def remove_keys(data: bytes, sorted_keys: Sequence[bytes], width: int) -> bytes:
@@ -327,6 +328,8 @@ class ExactDiff:
 
     upserts: tuple[tuple[int, bytes], ...]     # (mask, packed keys)
     deletes: bytes                             # packed keys
+    moved: int = 0
+    """Upserted keys that were already present with another mask."""
 
     def __bool__(self) -> bool:
         return bool(self.upserts or self.deletes)
@@ -382,11 +385,14 @@ def diff_exact(old: AddrTable | None, new: AddrTable, width: int) -> ExactDiff:
         if gone:
             removed.append(gone)
     deletes = b"".join(removed)
+    moved = 0
     if deletes and upserts:
         # A key that moved between groups is re-written, not deleted.
-        moved = {k for _, keys in upserts for k in PackedKeys(keys, width).chunks()}
-        deletes = b"".join(k for k in PackedKeys(deletes, width).chunks() if k not in moved)
-    return ExactDiff(tuple(upserts), deletes)
+        rewritten = {k for _, keys in upserts for k in PackedKeys(keys, width).chunks()}
+        kept = [k for k in PackedKeys(deletes, width).chunks() if k not in rewritten]
+        moved = len(deletes) // width - len(kept)
+        deletes = b"".join(kept)
+    return ExactDiff(tuple(upserts), deletes, moved)
 
 
 def diff_lpm(old: AddrTable | None, new: AddrTable) -> tuple[list[tuple[bytes, int, int]], list[tuple[bytes, int]]]:
@@ -444,3 +450,89 @@ def set_filter_bits(bits: bytearray, keys: bytes, family: int) -> set[int]:
 def table_keys(table: AddrTable) -> bytes:
     """Every exact key of a table, packed (groups concatenated)."""
     return b"".join(keys for _, keys in table.exact)
+
+
+# --------------------------------------------------------------- comparing images
+
+@dataclass(frozen=True)
+class ImageDiff:
+    """How two bank images differ, in the terms an operator reads in a plan."""
+
+    rules_added: tuple[str, ...] = ()
+    rules_removed: tuple[str, ...] = ()
+    rules_moved: tuple[str, ...] = ()
+    """Kept their name but changed position or action."""
+    addresses_added: int = 0
+    addresses_removed: int = 0
+    other: bool = False
+    """Something else differs (interfaces enabled, defaults, tables)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.rules_added or self.rules_removed or self.rules_moved
+                    or self.addresses_added or self.addresses_removed or self.other)
+
+
+def diff_images(old: BankImage | None, new: BankImage,
+                old_names: Mapping[int, str], new_names: Mapping[int, str]) -> ImageDiff:
+    """Compare two images; ``*_names`` map counter slots to rule names.
+
+    Rules are matched by name; what a rule matches is compared by the
+    planner (from rule digests), since bits move when rules are reordered.
+    Address counts are entries of the hash maps, tries and small tables.
+    """
+    if old is None:
+        return ImageDiff(rules_added=tuple(new_names[s] for _, s in new.rules),
+                         addresses_added=new.address_count(), other=True)
+    old_rules = {old_names.get(s, f"slot {s}"): (i, a) for i, (a, s) in enumerate(old.rules)}
+    new_rules = {new_names.get(s, f"slot {s}"): (i, a) for i, (a, s) in enumerate(new.rules)}
+    added = tuple(n for n in new_rules if n not in old_rules)
+    removed = tuple(n for n in old_rules if n not in new_rules)
+    plus = minus = 0
+    for key in set(old.addrs) | set(new.addrs):
+        width = 4 if key[1] == 4 else 16
+        a, b = old.addrs.get(key, EMPTY_TABLE), new.addrs.get(key, EMPTY_TABLE)
+        d = diff_exact(a, b, width)
+        plus += sum(len(k) for _, k in d.upserts) // width - d.moved
+        minus += len(d.deletes) // width
+        ups, dels = diff_lpm(a, b)
+        old_prefixes = {(n, p) for n, p, _ in a.lpm}
+        plus += sum(1 for n, p, _ in ups if (n, p) not in old_prefixes)
+        minus += len(dels)
+    moved = tuple(n for n, v in new_rules.items() if n in old_rules and old_rules[n] != v)
+    other = old.ifaces != new.ifaces or not _same_tables(old, new)
+    return ImageDiff(added, removed, moved, plus, minus, other)
+
+
+def _same_tables(a: BankImage, b: BankImage) -> bool:
+    """Same match tables, ignoring the order of entries."""
+    if (a.proto, a.sport, a.dport_l4) != (b.proto, b.sport, b.dport_l4):
+        return False
+    if (a.all_rules, a.src_wild, a.dst_wild, a.decisive, a.flags) != \
+            (b.all_rules, b.src_wild, b.dst_wild, b.decisive, b.flags):
+        return False
+    for key in set(a.addrs) | set(b.addrs):
+        x, y = a.addrs.get(key, EMPTY_TABLE), b.addrs.get(key, EMPTY_TABLE)
+        if dict(x.exact) != dict(y.exact) or set(x.lpm) != set(y.lpm):
+            return False
+    return True
+
+
+def rule_digest(rule: Rule) -> int:
+    """A 64-bit digest of what a rule matches and does (not of its name).
+
+    Stored beside the rule's name in the pinned maps, so ``plan`` can tell a
+    changed rule from an unchanged one without keeping the old config.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    h.update(rule.action.value.encode())
+    h.update(repr((sorted(rule.protos) if rule.protos is not None else None,
+                   rule.src_ports, rule.dst_ports)).encode())
+    for aset in (rule.src, rule.dst):
+        if aset is None:
+            h.update(b"\x00any")
+            continue
+        for part in (aset.v4_exact, aset.v6_exact):
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
+        h.update(repr((aset.v4_prefixes, aset.v6_prefixes)).encode())
+    return int.from_bytes(h.digest(), "little")

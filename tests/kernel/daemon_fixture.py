@@ -13,6 +13,13 @@ exec``: the latter remounts /sys, which hides the bpf filesystem the pin
 directory lives on.  The pin directory is ``/sys/fs/bpf/<bed tag>-xdpd<N>``
 (the bed tag is ``xdpdt-XXXX``, unique per bed) and is removed on close.
 
+For restarts and crashes, :meth:`XdpdProcess.kill` (SIGKILL) and
+:meth:`XdpdProcess.restart` (a new daemon on the same config and pin dirs)
+stand in for a service manager; :meth:`XdpdProcess.write_file` adds further
+files to the config dir; :class:`XdpMonitor` records every XDP attach,
+replace and detach the kernel announces for an interface, so a test can
+prove an interface was never without its program.
+
 Whatever happens, :meth:`XdpdProcess.close` kills the process (it is our
 child; nothing else is ever signalled), removes the config and pin
 directories, and so leaves no daemon, pin or config behind.  Attachments left
@@ -31,12 +38,14 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import textwrap
+import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -95,6 +104,7 @@ class XdpdProcess:
         if not os.path.basename(self.pin_dir).startswith("xdpdt-"):
             raise ValueError(f"refusing pin dir {self.pin_dir}: tests only use {BPFFS}/xdpdt-*")
         self.notify_path = os.path.join(self.config_dir, ".notify")  # hidden: not read as config
+        self.runtime_dir = os.path.join(self.config_dir, ".run")     # reload.json goes here
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.notify.bind(self.notify_path)
         self.stderr_file = tempfile.TemporaryFile(mode="w+", prefix="xdpdt-stderr-")
@@ -102,6 +112,9 @@ class XdpdProcess:
         self.returncode: int | None = None
         self.messages: list[str] = []
         """Every sd_notify datagram received, in order."""
+        self.starts = 0
+        """How many times :meth:`start` (or :meth:`restart`) ran a daemon."""
+        self._stderr_mark = 0
         self.write_config(config_yaml)
 
     # ------------------------------------------------------------------ lifecycle
@@ -114,12 +127,43 @@ class XdpdProcess:
             f.write(textwrap.dedent(config_yaml))
         os.replace(tmp, path)
 
+    def write_file(self, name: str, text: str, atomic: bool = True) -> str:
+        """Write another file of the config dir (a second ``*.yaml``, a list file); return its path.
+
+        ``atomic=False`` writes in place, as a careless editor would (used to
+        leave a half-written file on purpose).
+        """
+        if os.sep in name or name.startswith("."):
+            raise ValueError(f"{name!r}: only plain names inside the config dir")
+        path = os.path.join(self.config_dir, name)
+        if not atomic:
+            with open(path, "w") as f:
+                f.write(text)
+            return path
+        tmp = os.path.join(self.config_dir, f".tmp-{name}")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return path
+
+    def remove_file(self, name: str) -> None:
+        """Remove a file (or an empty directory) of the config dir written by a test; quiet if absent."""
+        path = os.path.join(self.config_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.rmdir(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+
     def start(self, wait: bool = True) -> "XdpdProcess":
         """Start the daemon; with ``wait``, return once it sent READY=1 (raise :class:`DaemonFailed` if not)."""
         env = {**os.environ, "NOTIFY_SOCKET": self.notify_path, "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONPATH": REPO_ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
         argv = in_netns(self.ns, [PYTHON, "-m", "xdpd", "run", "--config-dir", self.config_dir,
-                                  "--pin-dir", self.pin_dir])
+                                  "--pin-dir", self.pin_dir, "--runtime-dir", self.runtime_dir])
+        self.stderr_file.seek(0, os.SEEK_END)
+        self._stderr_mark = self.stderr_file.tell()
+        self.starts += 1
+        self.returncode = None
         self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self.stderr_file, stderr=self.stderr_file)
         if wait:
@@ -148,6 +192,12 @@ class XdpdProcess:
             self.messages.append(msg)
             if "READY=1" in msg.splitlines():
                 return msg
+
+    def drain_messages(self) -> list[str]:
+        """Move every datagram queued on the notify socket to :attr:`messages`; return those."""
+        before = len(self.messages)
+        self._drain_notify()
+        return self.messages[before:]
 
     def _drain_notify(self) -> None:
         self.notify.setblocking(False)
@@ -191,6 +241,59 @@ class XdpdProcess:
             raise DaemonFailed(f"xdpd still running after {timeout:.0f} s", None, self.stderr())
         return self.returncode
 
+    def kill(self, timeout: float = 10.0) -> int:
+        """SIGKILL the daemon (a crash: no clean-up code runs), wait for it, return the exit code (-9)."""
+        self._signal(signal.SIGKILL)
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise DaemonFailed(f"xdpd did not die within {timeout:.0f} s of SIGKILL", None, self.stderr())
+        return self.returncode
+
+    def restart(self, wait: bool = True) -> "XdpdProcess":
+        """Start a new daemon on the same config dir, pin dir and notify socket.
+
+        The previous process must have exited (:meth:`stop`, :meth:`kill`,
+        :meth:`wait_exit`): this is what a service manager does after a
+        crash or a ``systemctl restart``.  Datagrams the old process left on
+        the notify socket are moved to :attr:`messages` first, so
+        ``wait_ready`` waits for the new process.  :meth:`stderr_since_start`
+        then shows the new process's log only.
+        """
+        if self.proc is None:
+            raise RuntimeError("xdpd was never started")
+        if self.proc.poll() is None:
+            raise RuntimeError("xdpd is still running; stop or kill it before restart()")
+        self.returncode = self.proc.returncode
+        self._drain_notify()
+        return self.start(wait)
+
+    def wait_message(self, pattern: str, timeout: float = READY_TIMEOUT) -> str:
+        """Wait for an sd_notify datagram matching the regex ``pattern`` (searched); return it.
+
+        Only datagrams not yet received count, not those already in
+        :attr:`messages`.  To wait for the answer to something the test
+        triggers (a file change, a link event), call :meth:`drain_messages`
+        before the trigger, so an earlier datagram still queued is not taken
+        for the answer.
+        """
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DaemonFailed(f"no sd_notify message matching {pattern!r} within {timeout:.0f} s "
+                                   f"(got {self.messages[-5:]})", self.proc.poll() if self.proc else None,
+                                   self.stderr())
+            self.notify.settimeout(min(remaining, 0.2))
+            try:
+                msg = self.notify.recv(65536).decode(errors="replace")
+            except socket.timeout:
+                continue
+            self.messages.append(msg)
+            if rx.search(msg):
+                return msg
+
     def _signal(self, sig: int) -> None:
         # nsenter execs the interpreter, so the child pid is the daemon itself.
         if self.proc.poll() is not None:
@@ -230,6 +333,14 @@ class XdpdProcess:
         self.stderr_file.seek(0)
         return self.stderr_file.read()
 
+    def stderr_since_start(self) -> str:
+        """What the daemon logged since the last :meth:`start`/:meth:`restart` (that process only)."""
+        if self.stderr_file.closed:
+            return ""
+        self.stderr_file.flush()
+        self.stderr_file.seek(self._stderr_mark)
+        return self.stderr_file.read()
+
     def status_cmd(self, *args: str) -> subprocess.CompletedProcess:
         """``xdpd status ARGS --pin-dir ...`` in the victim namespace (daemon running or not)."""
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": REPO_ROOT}
@@ -246,6 +357,121 @@ class XdpdProcess:
     def rule_packets(self) -> dict[str, int]:
         """Packets per rule name, from ``status --json``."""
         return {name: r["packets"] for name, r in self.status()["rules"].items()}
+
+
+def status_line(message: str) -> str | None:
+    """The text of the ``STATUS=`` line of an sd_notify datagram, or None."""
+    for line in message.splitlines():
+        if line.startswith("STATUS="):
+            return line[len("STATUS="):]
+    return None
+
+
+_XDP_KINDS = {1: "xdp", 2: "xdpgeneric", 3: "xdpoffload", 4: "xdpmulti",
+              "xdp": "xdp", "xdpgeneric": "xdpgeneric", "xdpoffload": "xdpoffload", "xdpmulti": "xdpmulti"}
+
+
+class XdpMonitor:
+    """Every XDP change of one interface, as the kernel announces it, from a netlink listener.
+
+    The kernel sends an RTM_NEWLINK notification for each XDP attach,
+    replace and detach (rtnetlink's setlink notifies after an IFLA_XDP
+    change), so unlike polling ``ip link`` this misses no detach, however
+    short.  :attr:`events` holds ``(time.monotonic(), kind or None,
+    prog_id)`` for the state after each notification about ``ifname``; the
+    first entry is the state when the monitor started.  Kinds are
+    ``ip link``'s: ``xdp``, ``xdpgeneric``.
+
+    The listener thread enters the namespace ``ns`` (setns is per thread)
+    for its whole life; it is a thread of its own, no other thread moves.
+    Use as a context manager, or call :meth:`stop`.
+    """
+
+    def __init__(self, ns: str, ifname: str) -> None:
+        self.ns, self.ifname = ns, ifname
+        self.events: list[tuple[float, str | None, int]] = []
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"xdp-monitor-{ifname}", daemon=True)
+
+    def start(self) -> "XdpMonitor":
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("XDP monitor did not start")
+        if self.error is not None:
+            raise RuntimeError(f"XDP monitor failed: {self.error!r}")
+        return self
+
+    def _run(self) -> None:
+        import select
+
+        from pyroute2 import IPRoute
+
+        import _traffic
+        try:
+            _traffic._setns_current_thread(self.ns)
+            ipr = IPRoute()
+        except BaseException as exc:
+            self.error = exc
+            self._ready.set()
+            return
+        try:
+            ipr.bind()
+            # The state now, read after subscribing: a change from here on is
+            # reported as an event, so nothing falls between the two.
+            self.events.append((time.monotonic(), xdp_attachment(self.ns, self.ifname),
+                                _prog_id(self.ns, self.ifname)))
+            self._ready.set()
+            while not self._stop.is_set():
+                if not select.select([ipr.fileno()], [], [], 0.05)[0]:
+                    continue
+                for msg in ipr.get():
+                    if msg.get("event") != "RTM_NEWLINK" or msg.get_attr("IFLA_IFNAME") != self.ifname:
+                        continue
+                    xdp = msg.get_attr("IFLA_XDP")
+                    kind, prog = None, 0
+                    if xdp is not None:
+                        kind = _XDP_KINDS.get(xdp.get_attr("IFLA_XDP_ATTACHED"))
+                        prog = xdp.get_attr("IFLA_XDP_PROG_ID") or 0
+                    self.events.append((time.monotonic(), kind, prog))
+        except BaseException as exc:
+            self.error = exc
+            self._ready.set()
+        finally:
+            ipr.close()
+
+    def stop(self) -> "XdpMonitor":
+        self._stop.set()
+        self._thread.join(5)
+        return self
+
+    def __enter__(self) -> "XdpMonitor":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def gaps(self) -> list[tuple[float, str | None, int]]:
+        """Events that left the interface without any XDP program (raises if the listener failed)."""
+        if self.error is not None:
+            raise RuntimeError(f"XDP monitor failed, its record is incomplete: {self.error!r}")
+        return [e for e in self.events if e[1] is None or not e[2]]
+
+    def prog_ids(self) -> list[int]:
+        """The distinct program ids seen, in order."""
+        out: list[int] = []
+        for _t, _k, prog in self.events:
+            if prog and (not out or out[-1] != prog):
+                out.append(prog)
+        return out
+
+
+def _prog_id(ns: str, ifname: str) -> int:
+    out = subprocess.run(["ip", "-n", ns, "-d", "-j", "link", "show", "dev", ifname],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    xdp = json.loads(out)[0].get("xdp") or {}
+    return int((xdp.get("prog") or {}).get("id", 0) or xdp.get("prog_id", 0) or 0)
 
 
 def config(iface: str, rules: str = "[]", mode: str = "auto", default: str = "pass",

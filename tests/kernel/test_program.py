@@ -332,3 +332,17 @@ def test_large_random_sets_match_members_only(prog):
         frame = (frame_v6 if ":" in a else frame_v4)("udp", a, V6_DST if ":" in a else V4_DST)
         assert prog.run(frame) == "pass", a
     assert prog.run(frame_v4("udp", keep[0], V4_DST)) == "drop"
+
+
+def test_banks_read_back_equal_what_was_written(prog):
+    """A restarted daemon adopts the pinned maps by reading both banks back:
+    every table, small or hashed, must come back as written."""
+    hosts = ", ".join(f"198.51.100.{i}" for i in range(1, 60))
+    prog.load(f"""
+        rules:
+          - {{name: a, action: drop, src: [192.0.2.1, 192.0.2.0/28, '2001:db8::/32'], proto: tcp,
+              dst_port: [22, 80]}}
+          - {{name: b, action: count, dst: [{hosts}, 203.0.113.0/24, '2001:db8:bad::1']}}
+          - {{name: c, action: pass, src_port: 53, proto: udp}}
+    """, default="drop")
+    assert prog.dp.read_banks() == tuple(prog.dp.known)
