@@ -303,11 +303,13 @@ class _Builder:
         self.problems.append(Problem(origin, message))
 
     def finish(self) -> Config:
+        settings = Settings(**{key: value for key, (value, _) in self.settings.items()})
+        if not self.problems:
+            self._check_capacity(settings)
         if self.problems:
             raise ConfigError(self.problems)
         if self.cache is not None:
             self.cache.commit(self.files)
-        settings = Settings(**{key: value for key, (value, _) in self.settings.items()})
         interfaces = tuple(iface for _, iface in self.interfaces.values() if iface is not None)
         return Config(
             settings=settings,
@@ -315,6 +317,21 @@ class _Builder:
             rules=tuple(self.rules),
             files=tuple(self.files),
         )
+
+
+    def _check_capacity(self, settings: Settings) -> None:
+        """Host addresses per direction and family must fit the exact-address maps."""
+        for direction in ("src", "dst"):
+            for attr, width, label in (("v4_exact", 4, "IPv4"), ("v6_exact", 16, "IPv6")):
+                sets = [(r, getattr(getattr(r, direction), attr)) for r in self.rules
+                        if getattr(r, direction) is not None]
+                if sum(len(b) for _, b in sets) // width <= settings.max_addresses:
+                    continue
+                unique = len({b[i:i + width] for _, b in sets for i in range(0, len(b), width)})
+                if unique > settings.max_addresses:
+                    biggest = max(sets, key=lambda rb: len(rb[1]))[0]
+                    self._error(biggest.origin, f"{unique:,} {label} {direction} host addresses in all rules "
+                                f"exceed settings.max_addresses ({settings.max_addresses:,})")
 
 
 def _line_order(problem: Problem, path: str) -> tuple[int, int, int]:

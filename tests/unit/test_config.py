@@ -985,3 +985,20 @@ def test_shipped_examples_are_valid(tmp_path: Path) -> None:
     assert [i.name for i in config.interfaces] == ["eth0", "eth1"]
     assert len(config.rules) == 5
     assert {r.action for r in config.rules} == set(Action)
+
+
+def test_more_host_addresses_than_max_addresses_is_an_error(tmp_path):
+    hosts = ", ".join(f"192.0.2.{i}" for i in range(1, 12))
+    (tmp_path / "rules.yaml").write_text(
+        "settings: {max_addresses: 10}\n"
+        f"rules:\n  - {{name: many, action: drop, src: [{hosts}]}}\n"
+        "  - {name: same, action: drop, src: [192.0.2.1]}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tmp_path))
+    assert [str(p) for p in e.value.problems] == [
+        f"{tmp_path}/rules.yaml:3:5: 11 IPv4 src host addresses in all rules exceed settings.max_addresses (10)"]
+    (tmp_path / "rules.yaml").write_text(
+        "settings: {max_addresses: 11}\n"
+        f"rules:\n  - {{name: many, action: drop, src: [{hosts}]}}\n"
+        "  - {name: same, action: drop, src: [192.0.2.1]}\n")
+    assert len(load_config(str(tmp_path)).rules) == 2     # duplicates across rules count once
