@@ -34,29 +34,55 @@ class Loaded:
 
     prog_fd: int
     maps_dir: str
+    fresh: bool
+    """The maps were created by this compile: empty."""
+
+
+class PendingCompile:
+    """A compiler child running; :meth:`wait` collects what it loaded.
+
+    Started before the config's list files are read, so the compile (the
+    slowest part of a start) overlaps with parsing a large blocklist.
+    """
+
+    def __init__(self, pin_dir: str, params: BuildParams) -> None:
+        self.pin_dir, self.params = pin_dir, params
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        argv = [sys.executable, "-m", "xdpd.compiler", pin_dir, json.dumps(dataclasses.asdict(params))]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def cancel(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+        staged = os.path.join(self.pin_dir, STAGED)
+        if os.path.exists(staged):
+            os.unlink(staged)
+
+    def wait(self) -> Loaded:
+        try:
+            out, err = self.proc.communicate(timeout=TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise CompileError(f"compiling the XDP program took more than {TIMEOUT_SECONDS:.0f} s") from None
+        if self.proc.returncode != 0:
+            raise CompileError(err.strip() or f"exit status {self.proc.returncode}")
+        try:
+            result = json.loads(out.strip().splitlines()[-1])
+            maps_dir, fresh = result["maps_dir"], bool(result["fresh"])
+        except (ValueError, IndexError, KeyError):
+            raise CompileError(f"the compiler child printed no result: {out!r}") from None
+        staged = os.path.join(self.pin_dir, STAGED)
+        fd = bpfsys.obj_get(staged)
+        os.unlink(staged)  # our fd keeps the program loaded
+        return Loaded(fd, maps_dir, fresh)
 
 
 def compile_in_child(pin_dir: str, params: BuildParams) -> Loaded:
     """Compile, load and pin in a child; return the program's fd and maps dir."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    argv = [sys.executable, "-m", "xdpd.compiler", pin_dir, json.dumps(dataclasses.asdict(params))]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        raise CompileError(f"compiling the XDP program took more than {TIMEOUT_SECONDS:.0f} s") from None
-    if proc.returncode != 0:
-        detail = proc.stderr.strip() or f"exit status {proc.returncode}"
-        raise CompileError(detail)
-    try:
-        maps_dir = json.loads(proc.stdout.strip().splitlines()[-1])["maps_dir"]
-    except (ValueError, IndexError, KeyError):
-        raise CompileError(f"the compiler child printed no result: {proc.stdout!r}") from None
-    staged = os.path.join(pin_dir, STAGED)
-    fd = bpfsys.obj_get(staged)
-    os.unlink(staged)  # our fd keeps the program loaded
-    return Loaded(fd, maps_dir)
+    return PendingCompile(pin_dir, params).wait()
 
 
 def _child(pin_dir: str, params_json: str) -> int:
@@ -72,7 +98,7 @@ def _child(pin_dir: str, params_json: str) -> int:
     if os.path.exists(staged):
         os.unlink(staged)
     bpfsys.obj_pin(compiled.prog_fd, staged)
-    print(json.dumps({"maps_dir": compiled.maps_dir}))
+    print(json.dumps({"maps_dir": compiled.maps_dir, "fresh": compiled.fresh}))
     return 0
 
 

@@ -144,6 +144,27 @@ def parse_config_text(text: str, path: str, cache: ListCache | None = None) -> C
 # Files
 
 
+def peek_settings(config_dir: str) -> Settings:
+    """The settings as the config dir states them, read quickly and leniently.
+
+    Only a guess for starting work early (the daemon starts compiling while
+    list files are parsed): anything unreadable gives the defaults, and
+    :func:`load_config` remains the judge.
+    """
+    values: dict = {}
+    try:
+        for path in _yaml_files(config_dir):
+            with open(path, encoding="utf-8") as f:
+                doc = yaml.safe_load(f)
+            if isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
+                v = doc["settings"].get("max_addresses")
+                if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_ADDRESSES_LIMIT:
+                    values["max_addresses"] = v
+    except (ConfigError, OSError, UnicodeDecodeError, yaml.YAMLError):
+        pass
+    return Settings(**values)
+
+
 def _yaml_files(config_dir: str) -> list[str]:
     """The config files of ``config_dir`` in lexical (code point) order."""
     try:

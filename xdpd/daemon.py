@@ -31,8 +31,8 @@ from pyroute2 import IPRoute
 
 from . import layout, logs, prereq, reloadstate
 from .addrlist import ListCache
-from .compiler import compile_in_child
-from .config import ConfigError, load_config
+from .compiler import PendingCompile
+from .config import ConfigError, load_config, peek_settings
 from .datapath import BuildParams, CompileError, Datapath, pin_program, remove_stale_maps
 from .enforcer import ApplyFailed, ApplyResult, Enforcer
 from .linkevents import LinkEvent, LinkMonitor
@@ -69,9 +69,9 @@ class _Triggers:
         signal.signal(signal.SIGHUP, lambda *_: self.set(reload=True, hup=True))
 
 
-def build_params(config: Config) -> BuildParams:
+def build_params(settings) -> BuildParams:
     # Two banks share each exact map.
-    return BuildParams(max_exact=2 * config.settings.max_addresses)
+    return BuildParams(max_exact=2 * settings.max_addresses)
 
 
 class CountReporter:
@@ -182,7 +182,7 @@ class Daemon:
             self.log.error("reload_failed", detail=str(e))
             self._finish(False, f"reload failed, still enforcing the previous config: {e}", [str(e)])
             return
-        if (build_params(config) != build_params(self.config)):
+        if build_params(config.settings) != build_params(self.config.settings):
             self.log.warning("restart_needed", setting="max_addresses",
                              hint="map capacity is fixed at start; restart xdpd to resize")
         self.config = config
@@ -237,27 +237,33 @@ def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd") -> int:
 
 def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, triggers: _Triggers,
          watcher: ConfigWatcher) -> int:
+    try:
+        prereq.check_all(pin_dir)
+    except prereq.Missing as e:
+        log.error("prerequisite_missing", detail=str(e))
+        return prereq.EX_UNAVAILABLE
+    # Compiling takes seconds, and so does parsing a big blocklist: overlap them.
+    params = build_params(peek_settings(config_dir))
+    compiling = PendingCompile(pin_dir, params)
     cache = ListCache()
     try:
         config = load_config(config_dir, cache=cache)
     except ConfigError as e:
+        compiling.cancel()
         for p in e.problems:
             log.error("config_invalid", problem=str(p))
         notifier.notify(f"STATUS=config invalid: {e.problems[0]}")
         return EX_CONFIG
     watcher.set_files(config.files)
     try:
-        prereq.check_all(pin_dir)
-    except prereq.Missing as e:
-        log.error("prerequisite_missing", detail=str(e))
-        return prereq.EX_UNAVAILABLE
-
-    try:
-        loaded = compile_in_child(pin_dir, build_params(config))
+        if build_params(config.settings) != params:  # the peek guessed wrong: compile again
+            compiling.cancel()
+            compiling = PendingCompile(pin_dir, build_params(config.settings))
+        loaded = compiling.wait()
     except CompileError as e:
         log.error("compile_failed", detail=str(e))
         return EX_SOFTWARE
-    dp = Datapath(loaded.maps_dir)
+    dp = Datapath(loaded.maps_dir, fresh=loaded.fresh)
     dp.adopt()  # maps a previous daemon left pinned: learn what they hold
     try:
         with IPRoute() as ipr:

@@ -79,6 +79,8 @@ class Compiled:
     prog_fd: int
     pass_fd: int
     maps_dir: str
+    fresh: bool = False
+    """The maps were created by this compile (so they are empty)."""
 
 
 def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
@@ -92,6 +94,7 @@ def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
     src = find_source()
     text = src.read_bytes()
     maps_dir = os.path.join(pin_dir, "maps-" + layout_id(text, params))
+    fresh = not os.path.exists(os.path.join(maps_dir, "state"))
     os.makedirs(maps_dir, exist_ok=True)
     cflags = [f'-DPIN_DIR="{maps_dir}"', "-w", *params.cflags()]
     try:
@@ -100,7 +103,7 @@ def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
         ref = bpf.load_func(b"xdpd_pass", BPF.XDP)
     except Exception as e:  # bcc raises bare Exception
         raise CompileError(f"building {src}: {e}") from e
-    return Compiled(bpf, prog.fd, ref.fd, maps_dir)
+    return Compiled(bpf, prog.fd, ref.fd, maps_dir, fresh)
 
 
 def pin_program(prog_fd: int, pin_dir: str) -> None:
@@ -220,6 +223,9 @@ class ExactFilter:
         self._write(changed)
 
     def _write(self, words) -> None:
+        """Write the given words of the mirror (None: all of them)."""
+        if words is None:
+            words = range(len(self.bits) // 8)
         if not words:
             return
         words = sorted(words)
@@ -231,7 +237,7 @@ class ExactFilter:
 class Datapath:
     """The pinned maps of one layout, and bank writes into them."""
 
-    def __init__(self, maps_dir: str) -> None:
+    def __init__(self, maps_dir: str, fresh: bool = False) -> None:
         self.maps_dir = maps_dir
         self.maps: dict[str, bpfsys.Map] = {
             name: bpfsys.Map.open_pinned(os.path.join(maps_dir, name), k, v,
@@ -242,6 +248,8 @@ class Datapath:
         """What each bank is known to hold (None: unknown, e.g. adopted)."""
         self.filters = {(d, f): ExactFilter(self.maps[layout.filter_map(d, f)], f)
                         for d in ("src", "dst") for f in (4, 6)}
+        self.untouched = {0, 1} if fresh else set()
+        """Banks of maps this process created and has not written: empty, nothing to clear."""
         self.pending: BankImage | None = None
         """Enforced image not yet written into the inactive bank (see settle)."""
         self.switched_at = 0.0
@@ -305,8 +313,9 @@ class Datapath:
 
     def write_bank(self, bank: int, image: BankImage) -> None:
         old = self.known[bank]
-        if old is None:
+        if old is None and bank not in self.untouched:
             self._clear_addresses(bank)
+        self.untouched.discard(bank)
         self.known[bank] = None  # unknown while half-written
         self._write_arrays(bank, image, old)
         for (direction, family), table in image.addrs.items():
@@ -380,15 +389,10 @@ class Datapath:
             m.update(ct.c_uint32(base + idx), layout.IfaceEnt())
 
     def _enabled_ifindexes(self, bank: int) -> list[int]:
-        # Only used when adopting maps: one pass over the array.
-        m = self.maps["iface_cfg"]
+        # Only used when a bank's contents are unknown: one batch read.
+        words = memoryview(self.maps["iface_cfg"].array_values()).cast("I")
         base = bank * layout.IFINDEX_MAX
-        out = []
-        for i in range(layout.IFINDEX_MAX):
-            v = m.lookup(ct.c_uint32(base + i))
-            if v is not None and v.enabled:
-                out.append(i)
-        return out
+        return [i for i in range(layout.IFINDEX_MAX) if words[base + i] & 0xFF]
 
     def _write_rules(self, bank: int, image: BankImage) -> None:
         m = self.maps["rules"]

@@ -78,9 +78,10 @@ def check_bpffs(pin_dir: str, mounts_path: str = "/proc/self/mounts") -> None:
 
 
 def check_bcc() -> None:
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
+    # find_spec, not import: importing bcc maps LLVM and clang (~65 MB of RSS)
+    # into the daemon, which compiles in a child precisely to avoid that.
+    import importlib.util
+    if importlib.util.find_spec("bcc") is None:
         raise Missing("bcc's Python module is missing: apt install python3-bpfcc "
                       "(the PyPI package named 'bcc' is unrelated; run Debian's /usr/bin/python3)") from None
 

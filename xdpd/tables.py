@@ -338,38 +338,50 @@ class ExactDiff:
 def diff_sorted(old: bytes, new: bytes, width: int) -> tuple[bytes, bytes]:
     """(added, removed) between two sorted packed key arrays.
 
-    The common edit (a few lines of a huge list) leaves a long common head
-    and tail; those are found by comparing slices at C speed, so only the
-    changed middle is walked in Python.
+    Work grows with the number of changes, not with the size of the arrays
+    or the distance between changes: equal stretches are recognised by a
+    memcmp (``bytes.startswith`` on a memoryview, no copy), and the rest is
+    split around its middle key, found in the other array by bisection.
+    One changed line of a million-line list costs about log2(n) splits.
     """
-    if old == new:
-        return b"", b""
-    if not old or not new:
-        return new, old
-    n_old, n_new = len(old) // width, len(new) // width
-    head = _common_run(old, new, width, min(n_old, n_new), from_end=False)
-    tail = _common_run(old, new, width, min(n_old, n_new) - head, from_end=True)
-    mid_old = old[head * width:(n_old - tail) * width]
-    mid_new = new[head * width:(n_new - tail) * width]
-    a, b = set(PackedKeys(mid_old, width).chunks()), set(PackedKeys(mid_new, width).chunks())
-    return b"".join(sorted(b - a)), b"".join(sorted(a - b))
+    added: list[bytes] = []
+    removed: list[bytes] = []
+    if old != new:
+        _diff_range(old, 0, len(old) // width, new, 0, len(new) // width, width, added, removed)
+    return b"".join(added), b"".join(removed)
 
 
-def _common_run(old: bytes, new: bytes, width: int, limit: int, from_end: bool) -> int:
-    """Length, in keys, of the common prefix (or suffix) of two arrays."""
-    lo, hi = 0, limit
-    lo_old, lo_new = len(old), len(new)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if from_end:
-            same = old[lo_old - mid * width:] == new[lo_new - mid * width:]
+_SMALL_DIFF = 32
+"""Below this many keys a side, a set difference beats splitting."""
+
+
+def _diff_range(old: bytes, o0: int, o1: int, new: bytes, n0: int, n1: int, width: int,
+                added: list[bytes], removed: list[bytes]) -> None:
+    """Diff old[o0:o1] against new[n0:n1] (key indexes), appending in sorted order."""
+    while True:
+        if o1 - o0 == n1 - n0 and old.startswith(memoryview(new)[n0 * width:n1 * width], o0 * width):
+            return
+        if o0 == o1:
+            added.append(new[n0 * width:n1 * width])
+            return
+        if n0 == n1:
+            removed.append(old[o0 * width:o1 * width])
+            return
+        if o1 - o0 <= _SMALL_DIFF and n1 - n0 <= _SMALL_DIFF:
+            a = set(PackedKeys(old[o0 * width:o1 * width], width).chunks())
+            b = set(PackedKeys(new[n0 * width:n1 * width], width).chunks())
+            added.extend(sorted(b - a))
+            removed.extend(sorted(a - b))
+            return
+        m = (o0 + o1) // 2
+        key = old[m * width:(m + 1) * width]
+        j = bisect.bisect_left(PackedKeys(new, width), key, n0, n1)
+        _diff_range(old, o0, m, new, n0, j, width, added, removed)
+        if j < n1 and new[j * width:(j + 1) * width] == key:
+            o0, n0 = m + 1, j + 1
         else:
-            same = old[:mid * width] == new[:mid * width]
-        if same:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+            removed.append(key)
+            o0, n0 = m + 1, j
 
 
 def diff_exact(old: AddrTable | None, new: AddrTable, width: int) -> ExactDiff:
@@ -434,17 +446,19 @@ def filter_hashes(keys: bytes, family: int) -> list[int]:
             for a, b, c, d in zip(w[0::4], w[1::4], w[2::4], w[3::4])]
 
 
-def set_filter_bits(bits: bytearray, keys: bytes, family: int) -> set[int]:
-    """Set the bits of ``keys`` in a filter bitmap; return the 64-bit words touched.
+def set_filter_bits(bits: bytearray, keys: bytes, family: int) -> set[int] | None:
+    """Set the bits of ``keys`` in a filter bitmap; return the 64-bit words
+    touched, or None when so many keys went in that writing all is cheaper.
 
     Bit ``h`` is bit ``h % 8`` of byte ``h // 8``, which is bit ``h % 64`` of
     little-endian u64 word ``h // 64``: what the program tests.
     """
-    words = set()
-    for h in filter_hashes(keys, family):
+    hashes = filter_hashes(keys, family)
+    for h in hashes:
         bits[h >> 3] |= 1 << (h & 7)
-        words.add(h >> 6)
-    return words
+    if len(hashes) > layout.FILTER_WORDS // 8:
+        return None
+    return {h >> 6 for h in hashes}
 
 
 def table_keys(table: AddrTable) -> bytes:

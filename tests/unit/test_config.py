@@ -1002,3 +1002,14 @@ def test_more_host_addresses_than_max_addresses_is_an_error(tmp_path):
         f"rules:\n  - {{name: many, action: drop, src: [{hosts}]}}\n"
         "  - {name: same, action: drop, src: [192.0.2.1]}\n")
     assert len(load_config(str(tmp_path)).rules) == 2     # duplicates across rules count once
+
+
+def test_peek_settings_reads_max_addresses_leniently(tmp_path):
+    from xdpd.config import peek_settings
+    assert peek_settings(str(tmp_path)).max_addresses == 2_000_000
+    (tmp_path / "a.yaml").write_text("settings: {max_addresses: 5000}\n")
+    assert peek_settings(str(tmp_path)).max_addresses == 5000
+    (tmp_path / "b.yaml").write_text("settings: {max_addresses: lots}\n")
+    assert peek_settings(str(tmp_path)).max_addresses == 5000        # nonsense is ignored
+    (tmp_path / "a.yaml").write_text("settings: [unclosed\n")
+    assert peek_settings(str(tmp_path)).max_addresses == 2_000_000   # unreadable: defaults

@@ -156,3 +156,33 @@ rules:
     assert tcp[53] == 0b1100 and udp[53] == 0b1101
     assert tcp[80] == 0b1010 and udp[80] == 0b1000
     assert tcp[layout.NO_PORT] == udp[layout.NO_PORT] == 0b1000
+
+
+def _packed(ints: list[int]) -> bytes:
+    return b"".join(i.to_bytes(4, "big") for i in sorted(set(ints)))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_diff_sorted_finds_exactly_the_changes(seed):
+    import random
+    rng = random.Random(seed)
+    old = [rng.getrandbits(32) for _ in range(rng.choice([0, 1, 5, 100, 3000]))]
+    new = list(old)
+    for _ in range(rng.choice([0, 1, 2, 10, 500])):
+        if new and rng.random() < 0.5:
+            new.pop(rng.randrange(len(new)))
+        else:
+            new.append(rng.getrandbits(32))
+    a, b = _packed(old), _packed(new)
+    added, removed = tables.diff_sorted(a, b, 4)
+    sa, sb = set(old), set(new)
+    assert added == _packed(list(sb - sa)) and removed == _packed(list(sa - sb))
+
+
+def test_diff_sorted_of_far_apart_edits_in_a_big_list():
+    keys = list(range(0, 4_000_000, 4))
+    a = _packed(keys)
+    b = _packed(keys[1:500_000] + [2_000_001] + keys[500_001:] + [4_000_001])
+    added, removed = tables.diff_sorted(a, b, 4)
+    assert added == _packed([2_000_001, 4_000_001])
+    assert removed == _packed([0, 2_000_000])
