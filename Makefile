@@ -2,12 +2,13 @@
 PYTHON ?= /usr/bin/python3
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test unit kernel demo bench clean
+.PHONY: setup test unit kernel e2e deb demo bench clean
 
 setup:
 	sh tools/setup-host.sh
 
-# Everything: unit tests (no root needed) and real-kernel tests.
+# Everything: unit tests (no root needed), real-kernel tests and the
+# end-to-end test of the .deb under systemd (tests/e2e, also: make e2e).
 test: setup
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
 
@@ -17,11 +18,37 @@ unit:
 kernel: setup
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/kernel
 
+# The .deb under a real systemd in a container: build, install, start,
+# traffic, journal, reload, stop, purge.  The first run debootstraps a base
+# (cached in /var/cache/xdpd-e2e).
+e2e: setup
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+# dist/xdpd_<version>_all.deb, built from a copy of the tree (tracked and new
+# files, not ignored ones), so the working tree gets no build leftovers.
+# Debian's own tools and python3 only: a python3 earlier in PATH (pyenv, a
+# venv) must not build the package.
+deb: setup
+	@set -e; tmp=$$(mktemp -d /var/tmp/xdpd-deb.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	mkdir "$$tmp/xdpd"; \
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    git ls-files -z --cached --others --exclude-standard \
+	        | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$$tmp/xdpd"; \
+	else \
+	    tar --exclude=./dist --exclude=./.git -cf - . | tar -xf - -C "$$tmp/xdpd"; \
+	fi; \
+	(cd "$$tmp/xdpd" && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -b -us -uc) \
+	    > "$$tmp/build.log" 2>&1 \
+	    || { tail -n 60 "$$tmp/build.log"; echo "make deb: dpkg-buildpackage failed" >&2; exit 1; }; \
+	mkdir -p dist; rm -f dist/xdpd_*_all.deb; mv "$$tmp"/xdpd_*_all.deb dist/; \
+	ls dist/xdpd_*_all.deb
+
 demo: setup
 	$(PYTHON) tools/demo.py
 
 bench: setup
 	$(PYTHON) tools/bench.py
+	$(PYTHON) tools/bench_reload.py
 
 clean:
 	rm -rf dist build .pytest_cache .hypothesis

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Prepare a Debian 12 machine to build, test and run xdpd. Idempotent.
-#  - Debian packages (bcc exists only as python3-bpfcc; the PyPI "bcc" is unrelated)
+#  - Debian packages (bcc exists only as python3-bpfcc; the PyPI "bcc" is unrelated),
+#    and what make deb and the end-to-end test use (debhelper, pybuild,
+#    lintian, debootstrap, systemd-nspawn)
 #  - kernel headers for bcc: the running kernel's package, or Debian's
 #    linux-headers-amd64 linked in as /lib/modules/$(uname -r)/{build,source}
 #  - a bpf filesystem at /sys/fs/bpf
@@ -8,7 +10,9 @@ set -eu
 
 PACKAGES="python3-bpfcc python3-pyroute2 python3-yaml python3-watchdog python3-structlog
 python3-sdnotify python3-systemd python3-pytest python3-hypothesis bpftool xdp-tools
-iproute2 iputils-ping iputils-arping procps make util-linux"
+iproute2 iputils-ping iputils-arping procps make util-linux
+debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
+dpkg-dev fakeroot lintian debootstrap systemd-container"
 
 missing=""
 for p in $PACKAGES; do
