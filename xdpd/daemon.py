@@ -226,6 +226,24 @@ def _log_links(log, result: ApplyResult, skip_repaired: bool = False) -> None:
         log.warning("mode_fallback", detail=w)
 
 
+KEEP_ATTACHED = "keep-attached"
+"""Flag file in the runtime dir: the package's postinst creates it just
+before restarting xdpd on upgrade, so the stop does not detach and the new
+daemon replaces the program in place (no unfiltered seconds)."""
+KEEP_ATTACHED_MAX_AGE = 120.0
+
+
+def _upgrade_in_progress(runtime_dir: str) -> bool:
+    """Consume the keep-attached flag; a stale one (never followed by a restart) is ignored."""
+    path = os.path.join(runtime_dir, KEEP_ATTACHED)
+    try:
+        age = time.time() - os.stat(path).st_mtime
+        os.unlink(path)
+    except OSError:
+        return False
+    return age <= KEEP_ATTACHED_MAX_AGE
+
+
 def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd") -> int:
     log = logs.get()
     notifier = sdnotify.SystemdNotifier()
@@ -295,7 +313,9 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
                 monitor.stop()
 
             daemon.reporter.report()
-            if daemon.config.settings.detach_on_stop:
+            if _upgrade_in_progress(runtime_dir):
+                log.info("left_attached", hint="package upgrade: the next daemon adopts the filter")
+            elif daemon.config.settings.detach_on_stop:
                 for name in enforcer.detach_all():
                     log.info("detached", iface=name)
             else:

@@ -157,6 +157,7 @@ class XdpdProcess:
     def start(self, wait: bool = True) -> "XdpdProcess":
         """Start the daemon; with ``wait``, return once it sent READY=1 (raise :class:`DaemonFailed` if not)."""
         env = {**os.environ, "NOTIFY_SOCKET": self.notify_path, "PYTHONDONTWRITEBYTECODE": "1",
+               "XDPD_LOG_TARGET": "console",  # stderr is what the tests read, even under a CI service
                "PYTHONPATH": REPO_ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
         argv = in_netns(self.ns, [PYTHON, "-m", "xdpd", "run", "--config-dir", self.config_dir,
                                   "--pin-dir", self.pin_dir, "--runtime-dir", self.runtime_dir])

@@ -182,3 +182,21 @@ def test_plan_shows_what_a_reload_would_change_and_touches_nothing(netbed, xdpd)
         after = d.status()
         assert after["rules"].keys() == before["rules"].keys() == {"bad"}
         assert dropped_now(netbed, "192.0.2.2")    # still the old rules
+
+
+def test_upgrade_restart_leaves_the_filter_attached_for_the_next_daemon(netbed, xdpd):
+    """The package's postinst flags an upgrade restart: the stop keeps the
+    program attached (the new daemon replaces it in place); a stale flag is ignored."""
+    d = xdpd(config(netbed.victim_if, f"[{{name: bad, action: drop, src: [{BAD_V4}]}}]"))
+    flag = os.path.join(d.runtime_dir, "keep-attached")
+    open(flag, "w").close()
+    assert d.stop() == 0
+    assert xdp_attachment(netbed.victim_ns, netbed.victim_if) == "xdp"
+    assert dropped_now(netbed, BAD_V4)
+    assert not os.path.exists(flag)
+    d.restart()
+    assert dropped_now(netbed, BAD_V4)
+    open(flag, "w").close()
+    os.utime(flag, (time.time() - 600, time.time() - 600))
+    assert d.stop() == 0
+    assert xdp_attachment(netbed.victim_ns, netbed.victim_if) is None
