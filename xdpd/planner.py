@@ -9,7 +9,7 @@ which is what makes reconciling on every trigger cheap and safe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 from .links import LinkXdp

@@ -16,20 +16,17 @@ import sys
 from pyroute2 import IPRoute
 
 from .. import bpfsys
-from ..config import ConfigError, load_config
 from ..daemon import EX_CONFIG
 from ..datapath import Datapath, current_maps_dir
 from ..enforcer import Enforcer, PROG_NAME
+from .check import load_or_report
 
 EX_CHANGES = 2
 
 
 def main(args) -> int:
-    try:
-        config = load_config(args.config_dir)
-    except ConfigError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
+    config = load_or_report(args.config_dir, "plan")
+    if config is None:
         return EX_CONFIG
     prog_path = os.path.join(args.pin_dir, "prog")
     maps_dir = current_maps_dir(args.pin_dir) if os.path.isdir(args.pin_dir) else None
