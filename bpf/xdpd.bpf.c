@@ -176,6 +176,15 @@ struct small4 {
 	} e[SMALL_MAX];
 };
 
+/* Per /16 block of IPv4 space, for a small table: the rules whose prefixes
+ * cover the whole block (a sure match) and the rules with longer entries
+ * inside it (the scan decides).  Most addresses hit a block with neither:
+ * one array read answers for them. */
+struct block16 {
+	struct mask sure;
+	struct mask maybe;
+};
+
 struct small6 {
 	u32 n;
 	u32 pad;
@@ -245,6 +254,8 @@ BPF_TABLE_PINNED("lpm_trie", struct lpm6, struct mask, dst6_lpm, MAX_PREFIXES, P
 BPF_TABLE_PINNED("array", u32, struct small4, src4_small, 2, PIN_DIR "/src4_small");
 BPF_TABLE_PINNED("array", u32, struct small4, dst4_small, 2, PIN_DIR "/dst4_small");
 BPF_TABLE_PINNED("array", u32, struct small6, src6_small, 2, PIN_DIR "/src6_small");
+BPF_TABLE_PINNED("array", u32, struct block16, src4_blocks, 2 * 65536, PIN_DIR "/src4_blocks");
+BPF_TABLE_PINNED("array", u32, struct block16, dst4_blocks, 2 * 65536, PIN_DIR "/dst4_blocks");
 BPF_TABLE_PINNED("array", u32, struct small6, dst6_small, 2, PIN_DIR "/dst6_small");
 /* Not banked: each holds the bits of both banks' keys (a superset is safe). */
 BPF_TABLE_PINNED("array", u32, u64, src4_filter, FILTER_WORDS, PIN_DIR "/src4_filter");
@@ -511,6 +522,12 @@ static __always_inline struct mask src4_match(u32 bank, u32 flags, const struct 
 {
 	struct mask r = {};
 	if (flags & F_SRC4_SMALL) {
+		u32 k = bank * 65536 + (bpf_ntohl(p->s4) >> 16);
+		struct block16 *x = src4_blocks.lookup(&k);
+		if (!x)
+			return r;
+		if (!(x->maybe.w[0] | x->maybe.w[1]))
+			return x->sure;
 		struct small4 *t = src4_small.lookup(&bank);
 		if (t)
 			r = small4_match(t, p->s4);
@@ -561,6 +578,12 @@ static __always_inline struct mask dst4_match(u32 bank, u32 flags, const struct 
 {
 	struct mask r = {};
 	if (flags & F_DST4_SMALL) {
+		u32 k = bank * 65536 + (bpf_ntohl(p->d4) >> 16);
+		struct block16 *x = dst4_blocks.lookup(&k);
+		if (!x)
+			return r;
+		if (!(x->maybe.w[0] | x->maybe.w[1]))
+			return x->sure;
 		struct small4 *t = dst4_small.lookup(&bank);
 		if (t)
 			r = small4_match(t, p->d4);

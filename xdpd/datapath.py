@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Mapping
 
 from . import bpfsys, layout
-from .tables import (AddrTable, BankImage, IfaceEntry, diff_array, diff_exact, diff_lpm,
-                     set_filter_bits, table_keys)
+from .tables import (AddrTable, BankImage, IfaceEntry, block_index, diff_array, diff_exact,
+                     diff_lpm, set_filter_bits, table_keys)
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "xdpd.bpf.c"
 """Default location of the C source; the package installs it beside xdpd/."""
@@ -354,6 +354,8 @@ class Datapath:
                      old: AddrTable | None, new: AddrTable) -> None:
         if old is not None and old.small == new.small and (not new.small or old == new):
             return
+        if family == 4:
+            self._write_blocks(bank, direction, old, new)
         m = self.maps[layout.small_map(direction, family)]
         value = m.value_type()
         if new.small:
@@ -366,6 +368,21 @@ class Datapath:
                 ct.memmove(e.netmask, netmask.to_bytes(width, "big"), width)
                 e.m = layout.Mask.of(mask)
         m.update(ct.c_uint32(bank), value)
+
+    def _write_blocks(self, bank: int, direction: str, old: AddrTable | None, new: AddrTable) -> None:
+        """The /16 block index of a small IPv4 table (all of it when ``old`` is unknown)."""
+        m = self.maps[f"{direction}4_blocks"]
+        before, after = block_index(old), block_index(new)
+        blocks = range(layout.BLOCKS) if old is None else \
+            sorted(b for b in set(before) | set(after) if before.get(b) != after.get(b))
+        if not blocks:
+            return
+        keys = array.array("I", (bank * layout.BLOCKS + b for b in blocks)).tobytes()
+        zero = bytes(ct.sizeof(layout.Block16))
+        values = b"".join(zero if b not in after else
+                          bytes(layout.Mask.of(after[b][0])) + bytes(layout.Mask.of(after[b][1]))
+                          for b in blocks)
+        m.update_batch(keys, values)
 
     def _write_lpm(self, bank: int, direction: str, family: int,
                    old: AddrTable | None, new: AddrTable) -> None:

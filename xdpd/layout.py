@@ -142,6 +142,14 @@ class Small4(ct.Structure):
     _fields_ = [("n", ct.c_uint32), ("pad", ct.c_uint32), ("e", Small4Ent * SMALL_MAX)]
 
 
+class Block16(ct.Structure):
+    _fields_ = [("sure", Mask), ("maybe", Mask)]
+
+
+BLOCKS = 65536
+"""IPv4 /16 blocks per bank in the ``*4_blocks`` maps."""
+
+
 class Small6Ent(ct.Structure):
     _fields_ = [("net", ct.c_uint8 * 16), ("netmask", ct.c_uint8 * 16), ("m", Mask)]
 
@@ -191,6 +199,8 @@ MAPS: dict[str, tuple[type, type]] = {
     "dst4_small": (ct.c_uint32, Small4),
     "src6_small": (ct.c_uint32, Small6),
     "dst6_small": (ct.c_uint32, Small6),
+    "src4_blocks": (ct.c_uint32, Block16),
+    "dst4_blocks": (ct.c_uint32, Block16),
     "src4_filter": (ct.c_uint32, ct.c_uint64),
     "dst4_filter": (ct.c_uint32, ct.c_uint64),
     "src6_filter": (ct.c_uint32, ct.c_uint64),

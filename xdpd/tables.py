@@ -60,6 +60,27 @@ class AddrTable:
 EMPTY_TABLE = AddrTable()
 
 
+def block_index(table: AddrTable | None) -> dict[int, tuple[int, int]]:
+    """/16 block -> (sure, maybe) masks of a small IPv4 table (see struct block16).
+
+    ``sure``: rules with a prefix of length <= 16 covering the whole block;
+    ``maybe``: rules with a longer entry inside it.  Empty unless small.
+    """
+    out: dict[int, tuple[int, int]] = {}
+    if table is None or not table.small:
+        return out
+    for net, plen, mask in table.small_entries(4):
+        first = int.from_bytes(net[:2], "big")
+        if plen <= 16:
+            for block in range(first, first + (1 << (16 - plen))):
+                sure, maybe = out.get(block, (0, 0))
+                out[block] = (sure | mask, maybe)
+        else:
+            sure, maybe = out.get(first, (0, 0))
+            out[first] = (sure, maybe | mask)
+    return out
+
+
 @dataclass(frozen=True)
 class IfaceEntry:
     ifindex: int

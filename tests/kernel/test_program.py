@@ -346,3 +346,27 @@ def test_banks_read_back_equal_what_was_written(prog):
           - {{name: c, action: pass, src_port: 53, proto: udp}}
     """, default="drop")
     assert prog.dp.read_banks() == tuple(prog.dp.known)
+
+
+@pytest.mark.parametrize("field", ["src", "dst"])
+def test_block_index_answers_for_covered_and_empty_blocks(prog, field):
+    """A small IPv4 table is fronted by a /16 block index: a block covered by
+    a short prefix matches without the scan, an empty block misses."""
+    prog.load(f"""
+        rules:
+          - {{name: wide, action: drop, {field}: [10.0.0.0/8, 192.0.2.1]}}
+          - {{name: narrow, action: count, {field}: [198.51.100.0/28]}}
+    """)
+
+    def run(addr: str) -> str:
+        src, dst = (addr, V4_DST) if field == "src" else ("198.51.100.200", addr)
+        return prog.run(frame_v4("udp", src, dst, 1000, 53))
+
+    assert run("10.200.1.1") == "drop"        # block 10.200: sure, no scan
+    assert run("10.0.0.0") == "drop"
+    assert run("192.0.2.1") == "drop"         # block 192.0: maybe -> scan
+    assert run("192.0.2.2") == "pass"
+    assert run("11.0.0.1") == "pass"          # empty block
+    n = prog.rule("narrow")[0]
+    assert run("198.51.100.15") == "pass" and prog.rule("narrow")[0] == n + 1
+    assert run("198.51.100.16") == "pass" and prog.rule("narrow")[0] == n + 1

@@ -186,3 +186,17 @@ def test_diff_sorted_of_far_apart_edits_in_a_big_list():
     added, removed = tables.diff_sorted(a, b, 4)
     assert added == _packed([2_000_001, 4_000_001])
     assert removed == _packed([0, 2_000_000])
+
+
+def test_block_index_of_a_small_ipv4_table():
+    img = image("""
+rules:
+  - {name: wide, action: count, src: [10.0.0.0/15]}
+  - {name: host, action: drop, src: [10.1.2.3, 192.0.2.0/24]}
+""")
+    idx = tables.block_index(img.addrs[("src", 4)])
+    assert idx[(10 << 8) + 0] == (0b01, 0)          # 10.0/16: covered by the /15
+    assert idx[(10 << 8) + 1] == (0b01, 0b10)       # 10.1/16: covered, and a host inside
+    assert idx[(192 << 8) + 0] == (0, 0b10)         # 192.0/16: a /24 inside
+    assert len(idx) == 3
+    assert tables.block_index(img.addrs[("dst", 4)]) == {}
