@@ -80,11 +80,6 @@ class PendingCompile:
         return Loaded(fd, maps_dir, fresh)
 
 
-def compile_in_child(pin_dir: str, params: BuildParams) -> Loaded:
-    """Compile, load and pin in a child; return the program's fd and maps dir."""
-    return PendingCompile(pin_dir, params).wait()
-
-
 def _child(pin_dir: str, params_json: str) -> int:
     from .datapath import compile_program
 

@@ -174,13 +174,13 @@ class Daemon:
             for p in e.problems:
                 self.log.error("reload_rejected", problem=str(p))
             summary = f"reload rejected ({len(e.problems)} problem(s)), still enforcing the previous config"
-            self._finish(False, f"{summary}: {e.problems[0]}", [str(p) for p in e.problems])
+            self.announce(False, f"{summary}: {e.problems[0]}", [str(p) for p in e.problems])
             return
         try:
             result = self.enforcer.apply(config, settle=False)
         except ApplyFailed as e:
             self.log.error("reload_failed", detail=str(e))
-            self._finish(False, f"reload failed, still enforcing the previous config: {e}", [str(e)])
+            self.announce(False, f"reload failed, still enforcing the previous config: {e}", [str(e)])
             return
         if build_params(config.settings) != build_params(self.config.settings):
             self.log.warning("restart_needed", setting="max_addresses",
@@ -192,7 +192,7 @@ class Daemon:
                       changes="; ".join(p.lines()) if p else "none",
                       ms=round((time.monotonic() - started) * 1000))
         _log_links(self.log, result)
-        self._finish(True, _status_line(config, result), [])
+        self.announce(True, _status_line(config, result), [])
 
     def reconcile(self, why: str) -> None:
         """Re-apply the current config to the kernel (links, drift)."""
@@ -201,24 +201,24 @@ class Daemon:
         except ApplyFailed as e:
             self.log.error("reconcile_failed", trigger=why, detail=str(e))
             return
-        for fixed in result.repaired:
-            self.log.warning("drift_repaired", trigger=why, detail=fixed)
+        for name, reason in result.repaired.items():
+            self.log.warning("drift_repaired", trigger=why, iface=name, detail=f"{name}: {reason}")
         _log_links(self.log, result, skip_repaired=True)
         status = _status_line(self.config, result)
         if status != self.last_status:
             self.notifier.notify(f"STATUS={status}")
             self.last_status = status
 
-    def _finish(self, ok: bool, summary: str, errors: list[str]) -> None:
+    def announce(self, ok: bool, summary: str, errors: list[str]) -> None:
+        """Tell systemd and ``xdpd reload`` how the last start or reload ended."""
         reloadstate.write(self.runtime_dir, reloadstate.ReloadState(self.seq, ok, summary, errors))
         self.notifier.notify(f"READY=1\nSTATUS={summary}")
         self.last_status = summary
 
 
 def _log_links(log, result: ApplyResult, skip_repaired: bool = False) -> None:
-    repaired = {r.split(":", 1)[0] for r in result.repaired} if skip_repaired else set()
     for name, mode in result.attached.items():
-        if name not in repaired:
+        if not (skip_repaired and name in result.repaired):
             log.info("attached", iface=name, mode=mode)
     for name in result.detached:
         log.info("detached", iface=name)
@@ -305,7 +305,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
                          addresses=result.addresses)
                 for stale in remove_stale_maps(pin_dir, loaded.maps_dir):
                     log.info("unpinned_stale_maps", path=stale)
-                daemon._finish(True, _status_line(config, result), [])
+                daemon.announce(True, _status_line(config, result), [])
                 log.info("ready", config_dir=config_dir, pin_dir=pin_dir)
                 enforcer.settle()
                 daemon.loop(watcher)

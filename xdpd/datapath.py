@@ -171,6 +171,19 @@ def _pack_exact_keys(bank: int, keys: bytes, width: int) -> bytes:
     return bytes(buf)
 
 
+def _enabled_ifaces(iface_cfg: bytes, bank: int) -> list[IfaceEntry]:
+    """The enabled entries of one bank of the ``iface_cfg`` array (its values, packed)."""
+    # struct iface_ent is 4 bytes: enabled, default_drop, slot (u16).
+    assert ct.sizeof(layout.IfaceEnt) == 4
+    words = memoryview(iface_cfg).cast("I")[bank * layout.IFINDEX_MAX:(bank + 1) * layout.IFINDEX_MAX]
+    out = []
+    for i, w in enumerate(words):
+        if w & 0xFF:
+            ent = layout.IfaceEnt.from_buffer_copy(w.to_bytes(4, "little"))
+            out.append(IfaceEntry(i, bool(ent.default_drop), ent.slot))
+    return out
+
+
 def _lpm_key(keytype: type, bank: int, net: bytes, plen: int):
     """The trie key: 32 bits of bank number, then the prefix."""
     key = keytype(prefixlen=32 + plen, bank=bank)
@@ -398,18 +411,13 @@ class Datapath:
         m = self.maps["iface_cfg"]
         base = bank * layout.IFINDEX_MAX
         wanted = {e.ifindex: e for e in image.ifaces}
-        previous = {e.ifindex for e in old.ifaces} if old else set(self._enabled_ifindexes(bank))
+        previous = {e.ifindex for e in (old.ifaces if old else
+                                        _enabled_ifaces(self.maps["iface_cfg"].array_values(), bank))}
         for idx, e in wanted.items():
             m.update(ct.c_uint32(base + idx),
                      layout.IfaceEnt(enabled=1, default_drop=int(e.default_drop), slot=e.slot))
         for idx in previous - set(wanted):
             m.update(ct.c_uint32(base + idx), layout.IfaceEnt())
-
-    def _enabled_ifindexes(self, bank: int) -> list[int]:
-        # Only used when a bank's contents are unknown: one batch read.
-        words = memoryview(self.maps["iface_cfg"].array_values()).cast("I")
-        base = bank * layout.IFINDEX_MAX
-        return [i for i in range(layout.IFINDEX_MAX) if words[base + i] & 0xFF]
 
     def _write_rules(self, bank: int, image: BankImage) -> None:
         m = self.maps["rules"]
@@ -476,22 +484,18 @@ class Datapath:
         self.maps[name].update_percpu(ct.c_uint32(index),
                                       [layout.Counter()] * bpfsys.num_possible_cpus())
 
-    def rule_names(self) -> dict[int, tuple[str, int]]:
+    def rule_entries(self) -> dict[int, tuple[str, int, int]]:
+        """Counter slot -> (name, action, digest of the definition), as last written."""
         out = {}
         for slot in range(layout.MAX_RULE_SLOTS):
             v = self.maps["rule_names"].lookup(ct.c_uint32(slot))
             if v is not None and v.in_use:
-                out[slot] = (v.name.decode(errors="replace"), v.action)
+                out[slot] = (v.name.decode(errors="replace"), v.action, v.digest)
         return out
 
-    def rule_digests(self) -> dict[str, int]:
-        """Rule name -> digest of its definition, as last written."""
-        out = {}
-        for slot in range(layout.MAX_RULE_SLOTS):
-            v = self.maps["rule_names"].lookup(ct.c_uint32(slot))
-            if v is not None and v.in_use:
-                out[v.name.decode(errors="replace")] = v.digest
-        return out
+    def rule_names(self) -> dict[int, tuple[str, int]]:
+        """Counter slot -> (name, action)."""
+        return {s: (n, a) for s, (n, a, _) in self.rule_entries().items()}
 
     def read_banks(self) -> tuple[BankImage, BankImage]:
         """What both banks hold, read back from the maps (to adopt them).
@@ -521,15 +525,7 @@ class Datapath:
         def masks(data: bytes, start: int, count: int) -> tuple[int, ...]:
             return tuple(int.from_bytes(data[i * 16:(i + 1) * 16], "little")
                          for i in range(start, start + count))
-        # struct iface_ent is 4 bytes: enabled, default_drop, slot (u16).
-        assert ct.sizeof(layout.IfaceEnt) == 4
-        words = memoryview(arrays["iface_cfg"]).cast("I")[bank * layout.IFINDEX_MAX:
-                                                           (bank + 1) * layout.IFINDEX_MAX]
-        ifaces = []
-        for i, w in enumerate(words):
-            if w & 0xFF:
-                ent = layout.IfaceEnt.from_buffer_copy(w.to_bytes(4, "little"))
-                ifaces.append(IfaceEntry(i, bool(ent.default_drop), ent.slot))
+        ifaces = _enabled_ifaces(arrays["iface_cfg"], bank)
         rules = tuple(self.rule_order(bank))
         return BankImage(
             rules=rules, all_rules=cfg.all.value(), src_wild=cfg.src_wild.value(),

@@ -36,7 +36,7 @@ class ApplyResult:
     plan: Plan | None = None
     attached: dict[str, str] = field(default_factory=dict)     # name -> mode used
     detached: list[str] = field(default_factory=list)
-    repaired: list[str] = field(default_factory=list)          # "name: reason"
+    repaired: dict[str, str] = field(default_factory=dict)     # name -> why it needed an attach
     missing: list[str] = field(default_factory=list)           # configured, not present
     warnings: list[str] = field(default_factory=list)
     addresses: int = 0
@@ -92,7 +92,8 @@ class Enforcer:
         for name, idx in present.items():
             if idx >= layout.IFINDEX_MAX:
                 raise ApplyFailed(f"{name}: ifindex {idx} exceeds the program's limit {layout.IFINDEX_MAX}")
-        rule_slots, fresh_rules, old_rule_names = self._rule_slots(config)
+        entries = self.dp.rule_entries()
+        rule_slots, fresh_rules, old_rule_names = self._rule_slots(config, entries)
         iface_slots, fresh_ifaces, old_iface_names = self._iface_slots(config)
         image, digests = self._build(config, rule_slots, tables.iface_entries(config, present, iface_slots))
         current = self.dp.known[self.dp.active_bank()] if self.dp.is_initialised() else None
@@ -100,7 +101,7 @@ class Enforcer:
                 if link.prog_id and link.prog_id != self.prog_id and is_ours(link.prog_id)}
         p = plan(config, image, current,
                  ({s: n for s, (n, _) in old_rule_names.items()}, {s: n for n, s in rule_slots.items()}),
-                 (self.dp.rule_digests(), digests),
+                 ({n: d for n, _, d in entries.values()}, digests),
                  observed, {n for n, _, _ in old_iface_names.values()}, self.prog_id, ours)
         return Prepared(config, image, p, observed, rule_slots, iface_slots, fresh_rules, fresh_ifaces,
                         old_rule_names, old_iface_names, digests)
@@ -132,10 +133,13 @@ class Enforcer:
         previous = self.dp.known[self.dp.active_bank()]
         wrote_rules = False
         done: list[tuple[LinkOp, links.LinkXdp]] = []
+        managed = {n for n, _, _ in prep.old_iface_names.values()}
+        new_names = {prep.rule_slots[r.name]: (r.name, tables.ACTION_CODES[r.action], prep.digests[r.name])
+                     for r in config.rules}
         try:
-            if prep.plan.writes_rules or previous != prep.image:
-                new_names = {prep.rule_slots[r.name]: (r.name, tables.ACTION_CODES[r.action],
-                                                       prep.digests[r.name]) for r in config.rules}
+            # The plan describes the change; what decides a write is whether
+            # the active bank already holds this image.
+            if previous != prep.image:
                 # Names for old and new slots while both banks may be read.
                 self.dp.write_rule_names({**prep.old_rule_names, **new_names}, prep.fresh_rules)
                 self.dp.write_iface_names(prep.old_iface_names, prep.fresh_ifaces)
@@ -149,9 +153,8 @@ class Enforcer:
                     result.attached[op.iface] = used
                     if warning:
                         result.warnings.append(warning)
-                    if op.iface in {n for n, _, _ in prep.old_iface_names.values()} and \
-                            not op.reason.startswith("mode"):
-                        result.repaired.append(f"{op.iface}: {op.reason}")
+                    if op.iface in managed and not op.reason.startswith("mode"):
+                        result.repaired[op.iface] = op.reason
                 else:
                     links.detach(self.ipr, link)
                     result.detached.append(op.iface)
@@ -160,8 +163,7 @@ class Enforcer:
             raise ApplyFailed(f"{e}; rolled back" + (f" (undo incomplete: {'; '.join(undo_errors)})"
                                                      if undo_errors else "")) from e
 
-        self.dp.write_rule_names({prep.rule_slots[r.name]: (r.name, tables.ACTION_CODES[r.action],
-                                                             prep.digests[r.name]) for r in config.rules}, set())
+        self.dp.write_rule_names(new_names, set())
         self.dp.write_iface_names(self._modes(prep), set())
         return result
 
@@ -205,8 +207,8 @@ class Enforcer:
         finally:
             os.close(fd)
 
-    def _rule_slots(self, config: Config):
-        names = self.dp.rule_names()
+    def _rule_slots(self, config: Config, entries: dict[int, tuple[str, int, int]]):
+        names = {s: (n, a) for s, (n, a, _) in entries.items()}
         current = {n: s for s, (n, _) in names.items()}
         active = {s for _, s in self.dp.rule_order()} if self.dp.is_initialised() else set()
         keep = {r.name for r in config.rules}
