@@ -10,9 +10,7 @@ from typing import Iterator
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # make netbed/frames importable however pytest is invoked
-
-from netbed import NetBed  # noqa: E402
+from tests.testbed.netbed import NetBed
 
 
 def _kernel_unavailable() -> str | None:

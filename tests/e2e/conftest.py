@@ -26,11 +26,9 @@ from typing import Iterator
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # rootfs, machine, scenario
-
-import machine as machine_mod  # noqa: E402
-import rootfs  # noqa: E402
-from scenario import HOST_PIN_DIR, Scenario  # noqa: E402
+from tests.e2e import machine as machine_mod
+from tests.e2e import rootfs
+from tests.e2e.scenario import HOST_PIN_DIR, Scenario
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOCK_PATH = "/run/xdpdt-e2e.lock"

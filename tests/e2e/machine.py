@@ -25,7 +25,7 @@ import signal
 import subprocess
 import time
 
-from rootfs import Log, RunRoot, _stderr_log
+from tests.e2e.rootfs import Log, RunRoot, _stderr_log
 
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
        "TERM": "dumb", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0", "DEBIAN_FRONTEND": "noninteractive"}

@@ -18,7 +18,7 @@ import textwrap
 import time
 from typing import Callable
 
-from machine import CommandFailed, Machine
+from tests.e2e.machine import CommandFailed, Machine
 
 HOST_PIN_DIR = "/sys/fs/bpf/xdpd"
 """The packaged daemon's default pin dir; the container shares the host's bpffs."""

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from scenario import BLOCKED, HOST_PIN_DIR, IFACE, OTHER
+from tests.e2e.scenario import BLOCKED, HOST_PIN_DIR, IFACE, OTHER
 
 pytestmark = pytest.mark.e2e
 

@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import pytest
 
-from daemon_fixture import DaemonFailed, status_line, xdp_attachment, xdpd_factory
-from netbed import NetBed
+from tests.testbed.daemon import DaemonFailed, status_line
+from tests.testbed.netbed import NetBed
+from tests.testbed.xdplink import xdp_attachment
 
 pytestmark = pytest.mark.kernel
 
 MACVLAN_V4, MACVLAN_V6 = "203.0.113.30", "2001:db8:ffff::30"
 BLOCKED_V4, BLOCKED_V6 = "192.0.2.1", "2001:db8:bad::1"
 ALLOWED_V4, ALLOWED_V6 = "198.51.100.1", "2001:db8:900d::1"
-
-
-@pytest.fixture
-def xdpd(netbed: NetBed):
-    with xdpd_factory(netbed) as factory:
-        yield factory
 
 
 def cfg(dev: str, mode: str, rules: str) -> str:

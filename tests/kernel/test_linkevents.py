@@ -26,11 +26,10 @@ from typing import Iterator
 
 import pytest
 
-pytestmark = pytest.mark.kernel
+from tests.testbed.daemon import PYTHON, REPO_ROOT, pythonpath
+from tests.testbed.netns import NETNS_RUN_DIR, in_netns, ip
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NETNS_DIR = "/run/netns"
-PYTHON = "/usr/bin/python3"  # Debian's, which has pyroute2 and structlog
+pytestmark = pytest.mark.kernel
 
 # The child: runs LinkMonitor in the namespace it was started in, prints
 # events as JSON lines, stops when stdin closes and reports how long stop()
@@ -39,7 +38,6 @@ PYTHON = "/usr/bin/python3"  # Debian's, which has pyroute2 and structlog
 # overflows).
 _CHILD = r"""
 import json, sys, threading, time
-sys.path.insert(0, sys.argv[3])
 from xdpd import logs
 logs.setup()  # log lines go to stderr, stdout stays JSON
 from xdpd.linkevents import LinkMonitor
@@ -74,13 +72,6 @@ out({"stopped": time.monotonic() - t})
 """
 
 
-def _ip(*args: str, input: str | None = None) -> str:
-    proc = subprocess.run(["ip", *args], input=input, capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
 class Netns:
     """A namespace ``xdpdt-XXXX-<suffix>`` of our own; :meth:`delete` removes it."""
 
@@ -88,12 +79,12 @@ class Netns:
         for _ in range(100):
             self.tag = f"xdpdt-{secrets.token_hex(2)}"
             self.name = f"{self.tag}-{suffix}"
-            if not os.path.exists(os.path.join(NETNS_DIR, self.name)):
+            if not os.path.exists(os.path.join(NETNS_RUN_DIR, self.name)):
                 break
-        _ip("netns", "add", self.name)
+        ip(["netns", "add", self.name])
 
     def ip(self, *args: str, input: str | None = None) -> str:
-        return _ip("-n", self.name, *args, input=input)
+        return ip(["-n", self.name, *args], input=input).stdout
 
     def ifindex(self, dev: str) -> int:
         return int(json.loads(self.ip("-j", "link", "show", "dev", dev))[0]["ifindex"])
@@ -104,7 +95,7 @@ class Netns:
         return self.ifindex(a), self.ifindex(b)
 
     def delete(self) -> None:
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+        ip(["netns", "del", self.name], check=False)
 
 
 class Monitor:
@@ -112,8 +103,8 @@ class Monitor:
 
     def __init__(self, ns: Netns, mode: str = "plain", rcvbuf: int = 0) -> None:
         self.proc = subprocess.Popen(
-            ["nsenter", f"--net={NETNS_DIR}/{ns.name}",
-             PYTHON, "-c", _CHILD, mode, str(rcvbuf), REPO],
+            in_netns(ns.name, [PYTHON, "-c", _CHILD, mode, str(rcvbuf)]),
+            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": pythonpath()},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: "queue.Queue[dict | None]" = queue.Queue()
         self.stderr = ""

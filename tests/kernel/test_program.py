@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from frames import eth, frame_arp_request, frame_v4, frame_v6, icmpv6, ipv4, ipv6
-from prog_fixture import prog  # noqa: F401  (fixture)
+from tests.testbed.frames import eth, frame_arp_request, frame_v4, frame_v6, icmpv6, ipv4, ipv6
 from xdpd import layout
 from xdpd.datapath import BuildParams, compile_program
 from xdpd.layout import Verdict

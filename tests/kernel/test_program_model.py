@@ -17,8 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from frames import frame_v4, frame_v6
-from prog_fixture import prog  # noqa: F401  (fixture)
+from tests.testbed.frames import frame_v4, frame_v6
 
 pytestmark = pytest.mark.kernel
 

@@ -1,7 +1,7 @@
 """The real daemon filtering real traffic: ``xdpd run`` on a veth in a test bed.
 
 Each test starts ``python3 -m xdpd run`` in the victim namespace of a fresh
-:class:`netbed.NetBed` (see ``daemon_fixture.py``), sends packets from the
+:class:`tests.testbed.netbed.NetBed` (see :mod:`tests.testbed.daemon`), sends packets from the
 sender namespace and checks two things for every send:
 
 * what the victim's socket received (``netbed.send`` returns that count), and
@@ -21,8 +21,9 @@ import subprocess
 
 import pytest
 
-from daemon_fixture import DaemonFailed, XdpdProcess, config, detach_xdp, xdp_attachment, xdpd_factory
-from netbed import NetBed
+from tests.testbed.daemon import DaemonFailed, XdpdProcess, config
+from tests.testbed.netbed import NetBed
+from tests.testbed.xdplink import detach_xdp, xdp_attachment
 
 pytestmark = pytest.mark.kernel
 
@@ -35,13 +36,6 @@ WIDE_BAD_V6 = "2001:db8:bad:1::1"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-def xdpd(netbed: NetBed):
-    """Factory ``xdpd(yaml_text, start=True)``: a daemon in ``netbed``'s victim, killed and unpinned after the test."""
-    with xdpd_factory(netbed) as factory:
-        yield factory
 
 
 def expect(bed: NetBed, proto: str, src: str, count: int, received: int, **kw) -> None:

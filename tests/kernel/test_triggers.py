@@ -17,20 +17,16 @@ import time
 
 import pytest
 
-from daemon_fixture import PYTHON, REPO_ROOT, config, detach_xdp, in_netns, xdp_attachment, xdpd_factory
-from netbed import NetBed
+from tests.testbed.daemon import PYTHON, REPO_ROOT, config, pythonpath
+from tests.testbed.netbed import NetBed
+from tests.testbed.netns import in_netns
+from tests.testbed.xdplink import detach_xdp, xdp_attachment
 
 pytestmark = pytest.mark.kernel
 
 BAD_V4 = "192.0.2.1"
 OTHER_V4 = "198.51.100.1"
 ENFORCE_TIMEOUT = 5.0
-
-
-@pytest.fixture
-def xdpd(netbed: NetBed):
-    with xdpd_factory(netbed) as factory:
-        yield factory
 
 
 def until(predicate, timeout: float = ENFORCE_TIMEOUT, interval: float = 0.1) -> bool:
@@ -155,7 +151,7 @@ def _pinned_pass_program(tag: str) -> str:
 
 
 def _plan(d, config_dir: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": REPO_ROOT}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": pythonpath()}
     return subprocess.run(in_netns(d.ns, [PYTHON, "-m", "xdpd", "plan", "--config-dir", config_dir,
                                           "--pin-dir", d.pin_dir]),
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-import frames as f
+from tests.testbed import frames as f
 
 SRC4, DST4 = "192.0.2.1", "203.0.113.2"
 SRC6, DST6 = "2001:db8:bad::1", "2001:db8:ffff::2"

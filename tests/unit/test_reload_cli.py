@@ -22,7 +22,6 @@ PYTHON = "/usr/bin/python3"
 
 FAKE_DAEMON = textwrap.dedent("""
     import os, signal, sys, time
-    sys.path.insert(0, {repo!r})
     from xdpd import reloadstate
 
     runtime_dir, mode, delay = sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -56,9 +55,11 @@ class FakeDaemon:
     def __init__(self, tmp_path, mode: str, delay: float = 0.0) -> None:
         self.runtime_dir = str(tmp_path / "run")
         script = tmp_path / "fake_xdpd.py"
-        script.write_text(FAKE_DAEMON.format(repo=REPO_ROOT))
+        script.write_text(FAKE_DAEMON)
+        # The repository root on PYTHONPATH: the script imports this tree's xdpd.
+        env = {**os.environ, "PYTHONPATH": REPO_ROOT}
         self.proc = subprocess.Popen([PYTHON, str(script), "run", self.runtime_dir, mode, str(delay)],
-                                     stdout=subprocess.PIPE, text=True)
+                                     cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"  # SIGHUP handler installed
 
     @property

@@ -19,8 +19,10 @@ up after crashed runs without touching the beds of a test run going on in
 parallel, or namespaces other tools create under the shared ``xdpdt-``
 prefix (they have no owner file).
 
-This module deliberately has no pytest dependency; see ``conftest.py`` for
-the fixture.
+The owner files and namespace primitives are in :mod:`tests.testbed.netns`,
+the steady probe stream in :mod:`tests.testbed.probe`.  This module
+deliberately has no pytest dependency; see ``tests/conftest.py`` for the
+fixture.
 """
 
 from __future__ import annotations
@@ -29,20 +31,18 @@ import json
 import os
 import re
 import secrets
-import select
 import socket
-import struct
 import subprocess
-import threading
 import time
 import weakref
 from typing import Any, Sequence
 
-import _traffic
-from _traffic import Wait
+from tests.testbed import traffic
+from tests.testbed import netns
+from tests.testbed.netns import OWNER_DIR
+from tests.testbed.probe import UdpProbe
+from tests.testbed.traffic import Wait
 
-OWNER_DIR = "/run/xdpdt"
-NETNS_DIR = _traffic.NETNS_RUN_DIR
 IFNAMSIZ = 15
 
 # Sysctls for both namespaces, set before the veth exists so the per-device
@@ -94,78 +94,10 @@ def _neigh_batch(dev: str) -> list[str]:
             for table in ("arp_cache", "ndisc_cache")]
 
 
-def _ip(args: Sequence[str], input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``ip ARGS``; raise with ip's stderr on failure (when ``check``)."""
-    proc = subprocess.run(["ip", *args], input=input, capture_output=True, text=True, timeout=30)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc
-
-
-def _list_netns() -> list[str]:
-    """Names of all named network namespaces (``ip netns list`` without the ids)."""
-    try:
-        return sorted(os.listdir(NETNS_DIR))
-    except FileNotFoundError:
-        return []
-
-
 def _bed_tag(ns: str, prefix: str) -> str | None:
     """``xdpdt-1a2b`` for ``xdpdt-1a2b-s``/``-v``; None for names :meth:`NetBed.create` never makes."""
     match = re.fullmatch(re.escape(prefix) + r"([0-9a-f]{4})-[sv]", ns)
     return ns[:-2] if match else None
-
-
-def _owner_path(tag: str) -> str:
-    return os.path.join(OWNER_DIR, f"{tag}.owner")
-
-
-def _process_start_time(pid: int) -> str | None:
-    """Start time of ``pid`` (field 22 of /proc/PID/stat), or None if it is gone.
-
-    Stored with the pid so a recycled pid is not mistaken for the owner.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _owner_is_dead(owner_file: str) -> bool:
-    """True only if ``owner_file`` names a process that provably no longer runs.
-
-    A missing or unreadable owner file means "not ours / unknown", never
-    "dead": namespaces other people create with the shared ``xdpdt-``
-    prefix have no owner file and must survive a sweep.
-    """
-    try:
-        with open(owner_file) as f:
-            pid_text, start = f.read().split()
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return False
-    return _process_start_time(pid) != start
-
-
-def _write_owner_file(path: str) -> bool:
-    """Atomically create ``path`` holding this process's pid and start time.
-
-    Written to a temporary file and hard-linked into place, so the file
-    never exists half-written, and link() fails if the tag is taken.
-    Returns False if ``path`` already exists.
-    """
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{os.getpid()} {_process_start_time(os.getpid())}\n")
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
 
 
 class NetBed:
@@ -203,13 +135,13 @@ class NetBed:
         self.victim_if = f"{tag}-b"
         if len(self.sender_if) > IFNAMSIZ:
             raise ValueError(f"interface name {self.sender_if!r} longer than {IFNAMSIZ} chars")
-        self.owner_file = _owner_path(tag)
+        self.owner_file = netns.owner_path(tag)
         self._destroyed = False
         self._procs: list[subprocess.Popen] = []
         self._socks: "weakref.WeakSet[socket.socket]" = weakref.WeakSet()
         self._victim_ifindex: int | None = None
         self._created_ns: list[str] = []
-        self._probes: list["UdpProbe"] = []
+        self._probes: list[UdpProbe] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -231,26 +163,25 @@ class NetBed:
         The owner file is written *before* any namespace exists, so a
         concurrent sweep never mistakes a live run's namespace for a stale one.
         """
-        os.makedirs(OWNER_DIR, exist_ok=True)
         for _ in range(100):
             tag = f"{prefix}-{secrets.token_hex(2)}"
-            if any(ns.startswith(tag + "-") for ns in _list_netns()):
+            if any(ns.startswith(tag + "-") for ns in netns.list_netns()):
                 continue
-            if _write_owner_file(_owner_path(tag)):
+            if netns.write_owner_file(netns.owner_path(tag)):
                 return tag
         raise RuntimeError("could not find a free test-bed tag")
 
     def _build(self) -> None:
         """Namespaces, sysctls, veth, addresses and routes, then the warm-up."""
         for ns in (self.sender_ns, self.victim_ns):
-            _ip(["netns", "add", ns])
+            netns.ip(["netns", "add", ns])
             self._created_ns.append(ns)  # destroy() deletes only what we created
         self._sysctl(self.sender_ns, _COMMON_SYSCTLS + _SENDER_SYSCTLS)
         self._sysctl(self.victim_ns, _COMMON_SYSCTLS)
-        _ip(["-n", self.sender_ns, "link", "add", self.sender_if, "type", "veth",
+        netns.ip(["-n", self.sender_ns, "link", "add", self.sender_if, "type", "veth",
              "peer", "name", self.victim_if, "netns", self.victim_ns])
-        _ip(["-n", self.sender_ns, "-batch", "-"], input=self._sender_batch())
-        _ip(["-n", self.victim_ns, "-batch", "-"], input=self._victim_batch())
+        netns.ip(["-n", self.sender_ns, "-batch", "-"], input=self._sender_batch())
+        netns.ip(["-n", self.victim_ns, "-batch", "-"], input=self._victim_batch())
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -307,13 +238,13 @@ class NetBed:
         self._stop_processes()
         for sock in list(self._socks):
             sock.close()
-        names = set(_list_netns())
+        names = set(netns.list_netns())
         ours = [ns for ns in self._created_ns if ns in names]
         if self.sender_ns in ours:
-            _ip(["-n", self.sender_ns, "link", "del", self.sender_if], check=False)
+            netns.ip(["-n", self.sender_ns, "link", "del", self.sender_if], check=False)
         for ns in ours:
-            _ip(["netns", "del", ns], check=False)
-        leftover = set(ours) & set(_list_netns())
+            netns.ip(["netns", "del", ns], check=False)
+        leftover = set(ours) & set(netns.list_netns())
         if leftover:  # keep the owner file: once this process is gone, a sweep retries
             raise RuntimeError(f"could not delete namespaces {sorted(leftover)}")
         self._remove_owner_file()
@@ -356,11 +287,11 @@ class NetBed:
         if not prefix:
             raise ValueError("refusing to sweep with an empty prefix")
         removed = []
-        for ns in _list_netns():
+        for ns in netns.list_netns():
             tag = _bed_tag(ns, prefix)
-            if tag is None or not _owner_is_dead(_owner_path(tag)):
+            if tag is None or not netns.owner_is_dead(netns.owner_path(tag)):
                 continue
-            if _ip(["netns", "del", ns], check=False).returncode == 0:
+            if netns.ip(["netns", "del", ns], check=False).returncode == 0:
                 removed.append(ns)
         NetBed._sweep_owner_files(prefix)
         return removed
@@ -372,14 +303,14 @@ class NetBed:
             files = os.listdir(OWNER_DIR)
         except FileNotFoundError:
             return
-        live_tags = {_bed_tag(ns, prefix) for ns in _list_netns()}
+        live_tags = {_bed_tag(ns, prefix) for ns in netns.list_netns()}
         for name in files:
             tag = name[: -len(".owner")] if name.endswith(".owner") else None
             if tag is None or _bed_tag(f"{tag}-s", prefix) is None or tag in live_tags:
                 continue
-            if _owner_is_dead(_owner_path(tag)):
+            if netns.owner_is_dead(netns.owner_path(tag)):
                 try:
-                    os.unlink(_owner_path(tag))
+                    os.unlink(netns.owner_path(tag))
                 except FileNotFoundError:
                     pass
 
@@ -416,7 +347,7 @@ class NetBed:
         return str(self._link_info(self.sender_ns, self.sender_if)["address"])
 
     def _link_info(self, ns: str, dev: str) -> dict:
-        out = _ip(["-n", ns, "-j", "link", "show", "dev", dev]).stdout
+        out = netns.ip(["-n", ns, "-j", "link", "show", "dev", dev]).stdout
         return json.loads(out)[0]
 
     # ------------------------------------------------------------------ processes and sockets
@@ -447,7 +378,7 @@ class NetBed:
         Sockets still open at :meth:`destroy` are closed, since they would
         keep the namespace alive.
         """
-        sock = _traffic.ns_socket(self._ns(ns), family, type, proto)
+        sock = netns.ns_socket(self._ns(ns), family, type, proto)
         self._socks.add(sock)
         return sock
 
@@ -479,15 +410,15 @@ class NetBed:
         attach to it in generic mode only.
         """
         name = self._victim_device_name(suffix)
-        _ip(["-n", self.victim_ns, "link", "add", name, "link", self.victim_if, "type", "macvlan", "mode", "bridge"])
+        netns.ip(["-n", self.victim_ns, "link", "add", name, "link", self.victim_if, "type", "macvlan", "mode", "bridge"])
         lines = [*_neigh_batch(name), f"addr add {v4}/32 dev {name}"]
         if v6:
             lines.append(f"addr add {v6}/128 dev {name} nodad")
         lines.append(f"link set {name} up")
-        _ip(["-n", self.victim_ns, "-batch", "-"], input="\n".join(lines) + "\n")
+        netns.ip(["-n", self.victim_ns, "-batch", "-"], input="\n".join(lines) + "\n")
         mac = str(self._link_info(self.victim_ns, name)["address"])
         for addr in (v4, v6) if v6 else (v4,):
-            _ip(["-n", self.sender_ns, "neigh", "replace", addr, "lladdr", mac, "dev", self.sender_if,
+            netns.ip(["-n", self.sender_ns, "neigh", "replace", addr, "lladdr", mac, "dev", self.sender_if,
                  "nud", "permanent"])
         return name
 
@@ -498,8 +429,8 @@ class NetBed:
         and its fallback on, not to carry traffic.
         """
         name = self._victim_device_name(suffix)
-        _ip(["-n", self.victim_ns, "link", "add", name, "type", "bridge"])
-        _ip(["-n", self.victim_ns, "link", "set", name, "up"])
+        netns.ip(["-n", self.victim_ns, "link", "add", name, "type", "bridge"])
+        netns.ip(["-n", self.victim_ns, "link", "set", name, "up"])
         return name
 
     def _victim_device_name(self, suffix: str) -> str:
@@ -509,7 +440,7 @@ class NetBed:
         return name
 
     def probe(self, sources: Sequence[str], dport: int = 4242, interval: float = 0.002,
-              dst: dict[int, str] | str | None = None) -> "UdpProbe":
+              dst: dict[int, str] | str | None = None) -> UdpProbe:
         """A started :class:`UdpProbe` (stopped by :meth:`UdpProbe.stop`, or at the latest by :meth:`destroy`)."""
         probe = UdpProbe(self, sources, dport=dport, interval=interval, dst=dst)
         self._probes.append(probe)
@@ -538,20 +469,20 @@ class NetBed:
         dropped packet costs) or ``timeout`` seconds passed (TCP: at most
         0.9 s, below the SYN retransmission timer).
         """
-        fam = _traffic.family_of(src)
+        fam = traffic.family_of(src)
         dst = dst or self.victim_addr(fam)
-        if _traffic.family_of(dst) != fam:
+        if traffic.family_of(dst) != fam:
             raise ValueError(f"src {src} and dst {dst} are of different families")
         wait = Wait(settle=settle, timeout=timeout)
         proto = proto.lower()
         if proto == "udp":
-            return _traffic.udp_exchange(self.sender_ns, self.victim_ns, src, dst, dport, sport, count, payload_len, wait)
+            return traffic.udp_exchange(self.sender_ns, self.victim_ns, src, dst, dport, sport, count, payload_len, wait)
         if proto == "tcp":
-            return _traffic.tcp_exchange(self.sender_ns, self.victim_ns, src, dst, dport, sport, count, wait)
+            return traffic.tcp_exchange(self.sender_ns, self.victim_ns, src, dst, dport, sport, count, wait)
         if proto in ("icmp", "icmpv6"):
             if (proto == "icmpv6") != (fam == socket.AF_INET6):
                 raise ValueError(f"{proto} does not go with source {src}")
-            return _traffic.icmp_exchange(self.sender_ns, src, dst, count, payload_len, wait)
+            return traffic.icmp_exchange(self.sender_ns, src, dst, count, payload_len, wait)
         raise ValueError(f"unknown protocol {proto!r}")
 
     # ------------------------------------------------------------------ neighbour discovery
@@ -577,8 +508,8 @@ class NetBed:
     def _resolves(self, ns: str, dev: str, src: str, target: str, want_mac: str, timeout: float) -> bool:
         """Flush ``ns``'s neighbour cache for ``target``'s family, send to ``target``, wait for resolution."""
         version = 6 if ":" in target else 4
-        _ip(["-n", ns, f"-{version}", "neigh", "flush", "dev", dev], check=False)
-        _traffic.send_trigger(ns, src, target)
+        netns.ip(["-n", ns, f"-{version}", "neigh", "flush", "dev", dev], check=False)
+        traffic.send_trigger(ns, src, target)
         deadline = time.monotonic() + timeout
         while True:
             entry = self._neigh_entry(ns, dev, version, target)
@@ -590,192 +521,6 @@ class NetBed:
 
     @staticmethod
     def _neigh_entry(ns: str, dev: str, version: int, addr: str) -> dict | None:
-        out = _ip(["-n", ns, f"-{version}", "-j", "neigh", "show", addr, "dev", dev]).stdout
+        out = netns.ip(["-n", ns, f"-{version}", "-j", "neigh", "show", addr, "dev", dev]).stdout
         entries = json.loads(out or "[]")
         return entries[0] if entries else None
-
-
-class UdpProbe:
-    """A steady stream of UDP datagrams from several sender sources to the victim, counted per packet.
-
-    Every ``interval`` seconds one datagram per source is sent (each source
-    has its own socket bound to it; the payload carries a sequence number),
-    while a receiver thread reads a socket bound in the victim namespace to
-    the wildcard address on ``dport`` and records, per source, which
-    sequence numbers arrived and when.  So a test can run it across a
-    reload or a daemon restart and ask exactly how many packets of a
-    blocked source got through (and when), and how many of an allowed
-    source were lost.
-
-    ``dst`` is the destination: a victim address, or ``{4: addr, 6: addr}``;
-    by default the victim's veth address of each source's family.
-    Counts are only final after :meth:`stop`, which stops sending and then
-    waits ``settle`` seconds for the last datagrams.
-    """
-
-    def __init__(self, bed: NetBed, sources: Sequence[str], dport: int = 4242, interval: float = 0.002,
-                 dst: dict[int, str] | str | None = None) -> None:
-        self.bed = bed
-        self.sources = [str(s) for s in sources]
-        self.dport = dport
-        self.interval = interval
-        self._dst: dict[str, str] = {}
-        for src in self.sources:
-            version = 6 if _traffic.family_of(src) == socket.AF_INET6 else 4
-            if isinstance(dst, str):
-                target = dst
-            elif isinstance(dst, dict) and version in dst:
-                target = dst[version]
-            else:
-                target = bed.victim_addr(version)
-            if _traffic.family_of(target) != _traffic.family_of(src):
-                raise ValueError(f"probe source {src} and destination {target} are of different families")
-            self._dst[src] = target
-        self.sent: dict[str, int] = {s: 0 for s in self.sources}
-        """Datagrams sent per source (sequence numbers 0..sent-1)."""
-        self.arrivals: dict[str, list[tuple[int, float]]] = {s: [] for s in self.sources}
-        """Per source: (sequence number, time.monotonic() of arrival), in arrival order."""
-        self.send_errors: list[str] = []
-        self._lock = threading.Lock()
-        self._stop_sending = threading.Event()
-        self._stop_receiving = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._rx: list[socket.socket] = []
-        self._tx: dict[str, socket.socket] = {}
-        self.started_at = 0.0
-        self.stopped = False
-
-    def start(self) -> "UdpProbe":
-        """Bind the receiver(s) first, then start sending; return self."""
-        families = sorted({_traffic.family_of(s) for s in self.sources})
-        for fam in families:
-            rx = self.bed.socket("victim", fam, socket.SOCK_DGRAM)
-            rx.setsockopt(socket.SOL_SOCKET, _traffic.SO_RCVBUFFORCE, 8 << 20)
-            if fam == socket.AF_INET6:
-                rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            rx.bind((_traffic.wildcard(fam), self.dport))
-            rx.setblocking(False)
-            self._rx.append(rx)
-        for src in self.sources:
-            tx = self.bed.socket("sender", _traffic.family_of(src), socket.SOCK_DGRAM)
-            tx.bind((src, 0))
-            self._tx[src] = tx
-        self.started_at = time.monotonic()
-        for target, name in ((self._receive, "probe-rx"), (self._send, "probe-tx")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def _send(self) -> None:
-        seq = 0
-        next_at = time.monotonic()
-        while not self._stop_sending.is_set():
-            for src in self.sources:
-                try:
-                    self._tx[src].sendto(struct.pack("!I", seq) + b"probe", (self._dst[src], self.dport))
-                    with self._lock:
-                        self.sent[src] = seq + 1
-                except OSError as exc:  # e.g. ENOBUFS; recorded, a lost datagram is counted as lost
-                    self.send_errors.append(f"{src} seq {seq}: {exc}")
-                    with self._lock:
-                        self.sent[src] = seq + 1
-            seq += 1
-            next_at += self.interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                self._stop_sending.wait(delay)
-            elif delay < -0.1:  # fell far behind (loaded machine): do not burst to catch up
-                next_at = time.monotonic()
-
-    def _receive(self) -> None:
-        while not self._stop_receiving.is_set():
-            try:
-                readable, _w, _x = select.select(self._rx, [], [], 0.05)
-            except (OSError, ValueError):  # sockets closed under us by destroy()
-                return
-            for rx in readable:
-                self._drain(rx)
-
-    def _drain(self, rx: socket.socket) -> None:
-        while True:
-            try:
-                data, addr = rx.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            now = time.monotonic()
-            if len(data) < 4:
-                continue
-            (seq,) = struct.unpack("!I", data[:4])
-            for src in self.sources:
-                if _traffic.same_ip(addr[0], src):
-                    with self._lock:
-                        self.arrivals[src].append((seq, now))
-                    break
-
-    def stop(self, settle: float = 0.3) -> "UdpProbe":
-        """Stop sending, collect what is still on its way for ``settle`` seconds, stop; idempotent."""
-        if self.stopped:
-            return self
-        self.stopped = True
-        self._stop_sending.set()
-        for thread in self._threads[1:]:
-            thread.join(5)
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline and any(self.received(s) < self.sent[s] for s in self.sources):
-            time.sleep(0.01)
-        self._stop_receiving.set()
-        if self._threads:
-            self._threads[0].join(5)
-        for sock in [*self._rx, *self._tx.values()]:
-            sock.close()
-        return self
-
-    def __enter__(self) -> "UdpProbe":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # queries (safe while running; final after stop)
-
-    def received(self, src: str) -> int:
-        """Distinct sequence numbers from ``src`` received so far."""
-        with self._lock:
-            return len({seq for seq, _t in self.arrivals[src]})
-
-    def lost(self, src: str) -> int:
-        """Datagrams from ``src`` sent but not received (so far)."""
-        with self._lock:
-            sent = self.sent[src]
-            got = {seq for seq, _t in self.arrivals[src]}
-        return sent - len(got & set(range(sent)))
-
-    def arrival_times(self, src: str) -> list[float]:
-        """When datagrams from ``src`` arrived, as ``time.monotonic()`` values."""
-        with self._lock:
-            return [t for _seq, t in self.arrivals[src]]
-
-    def wait_received(self, src: str, more: int = 1, timeout: float = 2.0) -> bool:
-        """Wait until ``more`` further datagrams from ``src`` arrived (proof the stream flows)."""
-        target = self.received(src) + more
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.received(src) >= target:
-                return True
-            time.sleep(0.005)
-        return False
-
-    def wait_sent(self, src: str, more: int, timeout: float = 5.0) -> None:
-        """Wait until ``more`` further datagrams from ``src`` were sent."""
-        target = self.sent[src] + more
-        deadline = time.monotonic() + timeout
-        while self.sent[src] < target:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"probe sent nothing from {src} for {timeout} s")
-            time.sleep(0.005)
-
-    def summary(self) -> str:
-        return ", ".join(f"{s}: sent {self.sent[s]} received {self.received(s)}" for s in self.sources)

@@ -1,11 +1,11 @@
 """A loaded xdpd program driven by BPF_PROG_TEST_RUN, for frame-level tests.
 
-The program is compiled once per session into its own pin directory.  Each
-test loads a rule set (YAML, parsed by the real config loader) into the
-banks and runs crafted frames through the kernel's verifier-checked program:
-no interface is involved.  BPF_PROG_TEST_RUN reports ingress ifindex 1, so
-the image enables ifindex 1 -- a map entry in the test's own maps, nothing
-is attached to any device.
+``tests/kernel/conftest.py`` compiles it once per session (the ``prog``
+fixture) into its own pin directory.  Each test loads a rule set (YAML,
+parsed by the real config loader) into the banks and runs crafted frames
+through the kernel's verifier-checked program: no interface is involved.
+BPF_PROG_TEST_RUN reports ingress ifindex 1, so the image enables ifindex 1
+-- a map entry in the test's own maps, nothing is attached to any device.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
-
-import pytest
 
 from xdpd import bpfsys, layout, tables
 from xdpd.config import parse_config_text
@@ -25,10 +23,12 @@ VERDICTS = {XDP_DROP: "drop", XDP_PASS: "pass"}
 
 
 class LoadedProgram:
-    def __init__(self, pin_dir: str, params: BuildParams) -> None:
+    """The compiled program, its maps and rule slots: load a rule set, run frames, read counters."""
+
+    def __init__(self, pin_dir: str, max_exact: int) -> None:
         os.makedirs(pin_dir, exist_ok=True)
         self.pin_dir = pin_dir
-        self.compiled = compile_program(pin_dir, params)
+        self.compiled = compile_program(pin_dir, BuildParams(max_exact=max_exact))
         self.dp = Datapath(self.compiled.maps_dir)
         self.slots: dict[str, int] = {}
 
@@ -58,12 +58,3 @@ class LoadedProgram:
     def close(self) -> None:
         self.dp.close()
         shutil.rmtree(self.pin_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def prog() -> LoadedProgram:
-    lp = LoadedProgram(f"/sys/fs/bpf/xdpdt-prog-{os.getpid()}", BuildParams(max_exact=200_000))
-    try:
-        yield lp
-    finally:
-        lp.close()

@@ -1,5 +1,4 @@
-"""Socket plumbing for :mod:`netbed`: sockets inside named namespaces, and the
-send-and-count exchanges behind :meth:`netbed.NetBed.send`.
+"""The send-and-count exchanges behind :meth:`tests.testbed.netbed.NetBed.send`.
 
 Why in-process instead of ``ip netns exec python3 ...`` helpers: a socket
 belongs to the network namespace of the thread that created it, for its whole
@@ -20,7 +19,6 @@ is what a lost packet costs and can be small.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import ipaddress
 import os
@@ -28,56 +26,14 @@ import random
 import select
 import socket
 import struct
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-import frames
+from tests.testbed import frames
+from tests.testbed.netns import ns_socket
 
-CLONE_NEWNET = 0x40000000
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # not exported by Python 3.11
-NETNS_RUN_DIR = "/run/netns"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-# --------------------------------------------------------------------------- namespaces
-
-
-def _setns_current_thread(ns: str) -> None:
-    """Move the *calling thread* into network namespace ``ns`` (setns(2) is per thread)."""
-    fd = os.open(os.path.join(NETNS_RUN_DIR, ns), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({ns}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def ns_socket(ns: str, family: int, type: int, proto: int = 0) -> socket.socket:
-    """Create a socket that lives in network namespace ``ns``.
-
-    A throw-away thread enters the namespace, creates the socket and exits;
-    the calling thread stays where it is.  The returned socket can be used
-    from any thread.
-    """
-    result: dict[str, object] = {}
-
-    def worker() -> None:
-        try:
-            _setns_current_thread(ns)
-            result["sock"] = socket.socket(family, type, proto)
-        except BaseException as exc:  # re-raised in the caller's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=worker, name=f"ns-socket-{ns}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result["sock"]  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- waiting

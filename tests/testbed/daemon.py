@@ -2,23 +2,22 @@
 
 :class:`XdpdProcess` writes a YAML config into a temporary config dir and
 starts ``python3 -m xdpd run`` in the victim namespace of a
-:class:`netbed.NetBed`, exactly as an operator would (only the namespace
+:class:`tests.testbed.netbed.NetBed`, exactly as an operator would (only the namespace
 differs).  Readiness is the daemon's own ``READY=1`` sd_notify message on an
 AF_UNIX datagram socket this process owns (``NOTIFY_SOCKET``), not a sleep or
 a log line.  If the daemon exits before it is ready, :class:`DaemonFailed`
 carries its exit code and stderr.
 
-The daemon is started with ``nsenter --net=/run/netns/NS``, not ``ip netns
-exec``: the latter remounts /sys, which hides the bpf filesystem the pin
-directory lives on.  The pin directory is ``/sys/fs/bpf/<bed tag>-xdpd<N>``
+The daemon is started with :func:`tests.testbed.netns.in_netns` (``nsenter``,
+which keeps the host's /sys/fs/bpf, where the pin directory lives).  The pin directory is ``/sys/fs/bpf/<bed tag>-xdpd<N>``
 (the bed tag is ``xdpdt-XXXX``, unique per bed) and is removed on close.
 
 For restarts and crashes, :meth:`XdpdProcess.kill` (SIGKILL) and
 :meth:`XdpdProcess.restart` (a new daemon on the same config and pin dirs)
 stand in for a service manager; :meth:`XdpdProcess.write_file` adds further
-files to the config dir; :class:`XdpMonitor` records every XDP attach,
-replace and detach the kernel announces for an interface, so a test can
-prove an interface was never without its program.
+files to the config dir; :class:`tests.testbed.xdplink.XdpMonitor` records
+every XDP attach, replace and detach, so a test can prove an interface was
+never without its program.
 
 Whatever happens, :meth:`XdpdProcess.close` kills the process (it is our
 child; nothing else is ever signalled), removes the config and pin
@@ -27,9 +26,9 @@ by ``detach_on_stop: false`` vanish with the bed's namespaces (the veth is
 deleted), and tests detach them explicitly anyway.
 
 :func:`xdpd_factory` yields a factory, ``factory(yaml_text)``, and closes every
-daemon it started at the end (``test_traffic.py`` wraps it as the ``xdpd``
-fixture).  Nothing here depends on pytest, so ``tools/demo.py`` uses
-:class:`XdpdProcess` too.
+daemon it started at the end (``tests/kernel/conftest.py`` wraps it as the
+``xdpd`` fixture).  Nothing here depends on pytest, so ``tools/demo.py`` and
+the daemon benchmark use :class:`XdpdProcess` too.
 """
 
 from __future__ import annotations
@@ -45,9 +44,14 @@ import socket
 import subprocess
 import tempfile
 import textwrap
-import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from tests.testbed.netns import in_netns
+from tests.testbed.xdplink import detach_xdp
+
+if TYPE_CHECKING:
+    from tests.testbed.netbed import NetBed
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"
@@ -61,6 +65,12 @@ STOP_TIMEOUT = 15.0
 _counter = itertools.count(1)
 
 
+def pythonpath() -> str:
+    """``PYTHONPATH`` for a child process: this tree first (its ``xdpd`` and ``tests``), then the caller's."""
+    inherited = os.environ.get("PYTHONPATH")
+    return REPO_ROOT + (os.pathsep + inherited if inherited else "")
+
+
 class DaemonFailed(Exception):
     """The daemon exited (or never became ready); ``returncode`` and ``stderr`` say why."""
 
@@ -70,32 +80,10 @@ class DaemonFailed(Exception):
         self.stderr = stderr
 
 
-def in_netns(ns: str, argv: list[str]) -> list[str]:
-    """``argv`` run in network namespace ``ns`` only (mounts, incl. /sys/fs/bpf, stay the host's)."""
-    return ["nsenter", f"--net=/run/netns/{ns}", *argv]
-
-
-def xdp_attachment(ns: str, ifname: str) -> str | None:
-    """``"xdp"``, ``"xdpgeneric"``, ... as ``ip link`` reports for ``ifname`` in ``ns``, or None."""
-    out = subprocess.run(["ip", "-n", ns, "-d", "-j", "link", "show", "dev", ifname],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    xdp = json.loads(out)[0].get("xdp")
-    if not xdp:
-        return None
-    return {1: "xdp", 2: "xdpgeneric", 3: "xdpoffload", 4: "xdpmulti"}.get(xdp.get("mode"), str(xdp.get("mode")))
-
-
-def detach_xdp(ns: str, ifname: str) -> None:
-    """Remove any XDP program from ``ifname`` in ``ns`` (both modes; quiet if none)."""
-    for kind in ("xdp", "xdpgeneric"):
-        subprocess.run(["ip", "-n", ns, "link", "set", "dev", ifname, kind, "off"],
-                       capture_output=True, text=True, timeout=30)
-
-
 class XdpdProcess:
     """One ``xdpd run`` in a bed's victim namespace.  A context manager; always :meth:`close`."""
 
-    def __init__(self, bed, config_yaml: str, name: str = "rules.yaml") -> None:
+    def __init__(self, bed: NetBed, config_yaml: str, name: str = "rules.yaml") -> None:
         self.bed = bed
         self.ns = bed.victim_ns
         self.config_name = name
@@ -154,18 +142,31 @@ class XdpdProcess:
         elif os.path.lexists(path):
             os.unlink(path)
 
+    def environment(self) -> dict[str, str]:
+        """The daemon's environment: ours, with our notify socket and this tree's ``xdpd`` first.
+
+        A service manager's own variables (watchdog, journal stream) are
+        left out: they are addressed to the process that runs the tests.
+        """
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "INVOCATION_ID")}
+        env.update({"NOTIFY_SOCKET": self.notify_path, "PYTHONDONTWRITEBYTECODE": "1",
+                    "XDPD_LOG_TARGET": "console",  # stderr is what the tests read, even under a CI service
+                    "PYTHONPATH": pythonpath()})
+        return env
+
+    def command(self) -> list[str]:
+        """``xdpd run`` on this config, pin and runtime dir, in the victim namespace."""
+        return in_netns(self.ns, [PYTHON, "-m", "xdpd", "run", "--config-dir", self.config_dir,
+                                  "--pin-dir", self.pin_dir, "--runtime-dir", self.runtime_dir])
+
     def start(self, wait: bool = True) -> "XdpdProcess":
         """Start the daemon; with ``wait``, return once it sent READY=1 (raise :class:`DaemonFailed` if not)."""
-        env = {**os.environ, "NOTIFY_SOCKET": self.notify_path, "PYTHONDONTWRITEBYTECODE": "1",
-               "XDPD_LOG_TARGET": "console",  # stderr is what the tests read, even under a CI service
-               "PYTHONPATH": REPO_ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
-        argv = in_netns(self.ns, [PYTHON, "-m", "xdpd", "run", "--config-dir", self.config_dir,
-                                  "--pin-dir", self.pin_dir, "--runtime-dir", self.runtime_dir])
         self.stderr_file.seek(0, os.SEEK_END)
         self._stderr_mark = self.stderr_file.tell()
         self.starts += 1
         self.returncode = None
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.command(), cwd=REPO_ROOT, env=self.environment(), stdin=subprocess.DEVNULL,
                                      stdout=self.stderr_file, stderr=self.stderr_file)
         if wait:
             self.wait_ready("start")
@@ -344,7 +345,7 @@ class XdpdProcess:
 
     def status_cmd(self, *args: str) -> subprocess.CompletedProcess:
         """``xdpd status ARGS --pin-dir ...`` in the victim namespace (daemon running or not)."""
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": REPO_ROOT}
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": pythonpath()}
         return subprocess.run(in_netns(self.ns, [PYTHON, "-m", "xdpd", "status", *args, "--pin-dir", self.pin_dir]),
                               cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -368,113 +369,6 @@ def status_line(message: str) -> str | None:
     return None
 
 
-_XDP_KINDS = {1: "xdp", 2: "xdpgeneric", 3: "xdpoffload", 4: "xdpmulti",
-              "xdp": "xdp", "xdpgeneric": "xdpgeneric", "xdpoffload": "xdpoffload", "xdpmulti": "xdpmulti"}
-
-
-class XdpMonitor:
-    """Every XDP change of one interface, as the kernel announces it, from a netlink listener.
-
-    The kernel sends an RTM_NEWLINK notification for each XDP attach,
-    replace and detach (rtnetlink's setlink notifies after an IFLA_XDP
-    change), so unlike polling ``ip link`` this misses no detach, however
-    short.  :attr:`events` holds ``(time.monotonic(), kind or None,
-    prog_id)`` for the state after each notification about ``ifname``; the
-    first entry is the state when the monitor started.  Kinds are
-    ``ip link``'s: ``xdp``, ``xdpgeneric``.
-
-    The listener thread enters the namespace ``ns`` (setns is per thread)
-    for its whole life; it is a thread of its own, no other thread moves.
-    Use as a context manager, or call :meth:`stop`.
-    """
-
-    def __init__(self, ns: str, ifname: str) -> None:
-        self.ns, self.ifname = ns, ifname
-        self.events: list[tuple[float, str | None, int]] = []
-        self.error: BaseException | None = None
-        self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"xdp-monitor-{ifname}", daemon=True)
-
-    def start(self) -> "XdpMonitor":
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("XDP monitor did not start")
-        if self.error is not None:
-            raise RuntimeError(f"XDP monitor failed: {self.error!r}")
-        return self
-
-    def _run(self) -> None:
-        import select
-
-        from pyroute2 import IPRoute
-
-        import _traffic
-        try:
-            _traffic._setns_current_thread(self.ns)
-            ipr = IPRoute()
-        except BaseException as exc:
-            self.error = exc
-            self._ready.set()
-            return
-        try:
-            ipr.bind()
-            # The state now, read after subscribing: a change from here on is
-            # reported as an event, so nothing falls between the two.
-            self.events.append((time.monotonic(), xdp_attachment(self.ns, self.ifname),
-                                _prog_id(self.ns, self.ifname)))
-            self._ready.set()
-            while not self._stop.is_set():
-                if not select.select([ipr.fileno()], [], [], 0.05)[0]:
-                    continue
-                for msg in ipr.get():
-                    if msg.get("event") != "RTM_NEWLINK" or msg.get_attr("IFLA_IFNAME") != self.ifname:
-                        continue
-                    xdp = msg.get_attr("IFLA_XDP")
-                    kind, prog = None, 0
-                    if xdp is not None:
-                        kind = _XDP_KINDS.get(xdp.get_attr("IFLA_XDP_ATTACHED"))
-                        prog = xdp.get_attr("IFLA_XDP_PROG_ID") or 0
-                    self.events.append((time.monotonic(), kind, prog))
-        except BaseException as exc:
-            self.error = exc
-            self._ready.set()
-        finally:
-            ipr.close()
-
-    def stop(self) -> "XdpMonitor":
-        self._stop.set()
-        self._thread.join(5)
-        return self
-
-    def __enter__(self) -> "XdpMonitor":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def gaps(self) -> list[tuple[float, str | None, int]]:
-        """Events that left the interface without any XDP program (raises if the listener failed)."""
-        if self.error is not None:
-            raise RuntimeError(f"XDP monitor failed, its record is incomplete: {self.error!r}")
-        return [e for e in self.events if e[1] is None or not e[2]]
-
-    def prog_ids(self) -> list[int]:
-        """The distinct program ids seen, in order."""
-        out: list[int] = []
-        for _t, _k, prog in self.events:
-            if prog and (not out or out[-1] != prog):
-                out.append(prog)
-        return out
-
-
-def _prog_id(ns: str, ifname: str) -> int:
-    out = subprocess.run(["ip", "-n", ns, "-d", "-j", "link", "show", "dev", ifname],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    xdp = json.loads(out)[0].get("xdp") or {}
-    return int((xdp.get("prog") or {}).get("id", 0) or xdp.get("prog_id", 0) or 0)
-
-
 def config(iface: str, rules: str = "[]", mode: str = "auto", default: str = "pass",
            settings: str = "") -> str:
     """A config text for one interface.  ``rules`` is YAML (a flow list or a block of ``- {...}`` lines)."""
@@ -488,12 +382,12 @@ def config(iface: str, rules: str = "[]", mode: str = "auto", default: str = "pa
 
 
 @contextlib.contextmanager
-def xdpd_factory(bed) -> Iterator[Callable[..., XdpdProcess]]:
+def xdpd_factory(bed: NetBed) -> Iterator[Callable[..., XdpdProcess]]:
     """``factory(yaml_text, start=True)`` -> a started :class:`XdpdProcess` in ``bed``'s victim.
 
     Every daemon the factory made is killed and its pin dir removed when the
-    block ends, pass or fail.  ``test_traffic.py`` wraps this as the ``xdpd``
-    fixture.
+    block ends, pass or fail.  ``tests/kernel/conftest.py`` wraps this as the
+    ``xdpd`` fixture.
     """
     made: list[XdpdProcess] = []
 

@@ -1,0 +1,1 @@
+"""The .deb installed with apt and run by a real systemd in a container."""

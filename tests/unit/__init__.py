@@ -1,0 +1,1 @@
+"""Pure-logic tests: no root, no kernel."""
