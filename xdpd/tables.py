@@ -13,13 +13,13 @@ Python objects.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from . import layout
 from .model import Action, AddrSet, Config, Default, PortRange, Rule
+from .packed import PackedKeys, diff_sorted, remove_keys
 
 ACTION_CODES = {Action.PASS: layout.ACT_PASS, Action.DROP: layout.ACT_DROP,
                 Action.COUNT: layout.ACT_COUNT}
@@ -255,28 +255,6 @@ def _addr_table(rules: Sequence[Rule], direction: str, family: int) -> AddrTable
     return AddrTable(exact=merge_exact(exact_by_rule, width), lpm=_inherit(prefixes, width))
 
 
-class PackedKeys(Sequence[bytes]):
-    """A sorted packed key array viewed as a sequence, for :mod:`bisect`."""
-
-    def __init__(self, data: bytes, width: int) -> None:
-        self.data, self.width = data, width
-
-    def __len__(self) -> int:
-        return len(self.data) // self.width
-
-    def __getitem__(self, i):  # type: ignore[override]
-        w = self.width
-        return self.data[i * w:(i + 1) * w]
-
-    def __contains__(self, key: object) -> bool:
-        i = bisect.bisect_left(self, key)
-        return i < len(self) and self[i] == key
-
-    def chunks(self) -> Iterable[bytes]:
-        w, d = self.width, self.data
-        return (d[i:i + w] for i in range(0, len(d), w))
-
-
 def merge_exact(by_rule: Sequence[tuple[int, bytes]], width: int) -> tuple[tuple[int, bytes], ...]:
     """Partition the host addresses of several rules into groups by mask.
 
@@ -308,18 +286,6 @@ def merge_exact(by_rule: Sequence[tuple[int, bytes]], width: int) -> tuple[tuple
     for m, keys in groups.items():
         out.append((m, b"".join(sorted(keys))))
     return tuple(sorted(out))  # canonical: by mask (masks are distinct)
-
-
-def remove_keys(data: bytes, sorted_keys: Sequence[bytes], width: int) -> bytes:
-    """``data`` without ``sorted_keys`` (each present in ``data``)."""
-    view = PackedKeys(data, width)
-    parts, start = [], 0
-    for k in sorted_keys:
-        i = bisect.bisect_left(view, k)
-        parts.append(data[start * width:i * width])
-        start = i + 1
-    parts.append(data[start * width:])
-    return b"".join(parts)
 
 
 def _inherit(prefixes: Mapping[tuple[bytes, int], int], width: int) -> tuple[tuple[bytes, int, int], ...]:
@@ -354,55 +320,6 @@ class ExactDiff:
 
     def __bool__(self) -> bool:
         return bool(self.upserts or self.deletes)
-
-
-def diff_sorted(old: bytes, new: bytes, width: int) -> tuple[bytes, bytes]:
-    """(added, removed) between two sorted packed key arrays.
-
-    Work grows with the number of changes, not with the size of the arrays
-    or the distance between changes: equal stretches are recognised by a
-    memcmp (``bytes.startswith`` on a memoryview, no copy), and the rest is
-    split around its middle key, found in the other array by bisection.
-    One changed line of a million-line list costs about log2(n) splits.
-    """
-    added: list[bytes] = []
-    removed: list[bytes] = []
-    if old != new:
-        _diff_range(old, 0, len(old) // width, new, 0, len(new) // width, width, added, removed)
-    return b"".join(added), b"".join(removed)
-
-
-_SMALL_DIFF = 32
-"""Below this many keys a side, a set difference beats splitting."""
-
-
-def _diff_range(old: bytes, o0: int, o1: int, new: bytes, n0: int, n1: int, width: int,
-                added: list[bytes], removed: list[bytes]) -> None:
-    """Diff old[o0:o1] against new[n0:n1] (key indexes), appending in sorted order."""
-    while True:
-        if o1 - o0 == n1 - n0 and old.startswith(memoryview(new)[n0 * width:n1 * width], o0 * width):
-            return
-        if o0 == o1:
-            added.append(new[n0 * width:n1 * width])
-            return
-        if n0 == n1:
-            removed.append(old[o0 * width:o1 * width])
-            return
-        if o1 - o0 <= _SMALL_DIFF and n1 - n0 <= _SMALL_DIFF:
-            a = set(PackedKeys(old[o0 * width:o1 * width], width).chunks())
-            b = set(PackedKeys(new[n0 * width:n1 * width], width).chunks())
-            added.extend(sorted(b - a))
-            removed.extend(sorted(a - b))
-            return
-        m = (o0 + o1) // 2
-        key = old[m * width:(m + 1) * width]
-        j = bisect.bisect_left(PackedKeys(new, width), key, n0, n1)
-        _diff_range(old, o0, m, new, n0, j, width, added, removed)
-        if j < n1 and new[j * width:(j + 1) * width] == key:
-            o0, n0 = m + 1, j + 1
-        else:
-            removed.append(key)
-            o0, n0 = m + 1, j
 
 
 def diff_exact(old: AddrTable | None, new: AddrTable, width: int) -> ExactDiff:
