@@ -25,16 +25,8 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from xdpd.addrlist import (
-    ConfigError,
-    ListCache,
-    Problem,
-    format_origin,
-    load_addr_file,
-    parse_addr_items,
-    show,
-    union_all,
-)
+from xdpd.addrlist import load_addr_file, parse_addr_items, union_all
+from xdpd.listcache import ListCache
 from xdpd.model import (
     PORT_PROTOS,
     PROTO_NAMES,
@@ -49,6 +41,7 @@ from xdpd.model import (
     Rule,
     Settings,
 )
+from xdpd.problems import ConfigError, Problem, format_origin, show
 
 __all__ = [
     "MAX_RULES",

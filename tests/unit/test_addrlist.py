@@ -12,17 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xdpd.addrlist import (
-    MAX_BAD_LINES,
-    ConfigError,
-    Problem,
-    load_addr_file,
-    parse_addr_items,
-    sorted_unique,
-    sorted_unique_v4,
-    union,
-)
+from xdpd.addrlist import MAX_BAD_LINES, load_addr_file, parse_addr_items, union
 from xdpd.model import AddrSet, Origin
+from xdpd.packed import sorted_unique, sorted_unique_v4
+from xdpd.problems import ConfigError, Problem
 
 REF = Origin("/etc/xdpd/rules.yaml", 7, 15)
 
@@ -409,14 +402,15 @@ _ADDRS = st.one_of(
 def test_union_is_the_set_union(a: list[str], b: list[str], small: bool) -> None:
     """Both ways of merging exact addresses (insert the small side, or sort) agree."""
     import xdpd.addrlist as addrlist
+    import xdpd.packed as packed
 
     expected = parse_addr_items(items(*a, *b)) if a or b else AddrSet()
     set_a = parse_addr_items(items(*a)) if a else AddrSet()
     set_b = parse_addr_items(items(*b)) if b else AddrSet()
-    saved = addrlist._SMALL_UNION
-    addrlist._SMALL_UNION = 10**9 if small else 0
+    saved = packed._SMALL_UNION
+    packed._SMALL_UNION = 10**9 if small else 0
     try:
         assert union(set_a, set_b) == expected
         assert addrlist.union_all([set_a, set_b, set_a]) == expected
     finally:
-        addrlist._SMALL_UNION = saved
+        packed._SMALL_UNION = saved

@@ -17,10 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import xdpd.addrlist as addrlist
-from xdpd.addrlist import ConfigError, ListCache, Problem, changed_lines, load_addr_file
+import xdpd.listcache as listcache
+from xdpd.addrlist import load_addr_file
 from xdpd.config import load_config
+from xdpd.listcache import ListCache, changed_lines
 from xdpd.model import AddrSet, Config, Origin
+from xdpd.packed import PackedOps
+from xdpd.problems import ConfigError, Problem
 
 REF = Origin("/etc/xdpd/rules.yaml", 7, 15)
 
@@ -273,8 +276,8 @@ def test_union_of_changed_files_is_patched(tmp_path: Path, monkeypatch: pytest.M
     cache = ListCache()
     assert load_config(tmp_path, cache) == load_config(tmp_path)
     calls = []
-    real = addrlist.union_all
-    monkeypatch.setattr(addrlist, "union_all", lambda sets: calls.append(1) or real(sets))
+    real = listcache.union_all
+    monkeypatch.setattr(listcache, "union_all", lambda sets: calls.append(1) or real(sets))
     # An address only in one.txt goes; one also in two.txt stays; a new one comes.
     one[5] = two[7]
     one[6] = b"198.51.100.1"
@@ -454,7 +457,7 @@ def test_packed_splice_matches_a_sorted_list(values: list[int], data: st.DataObj
             expected.remove(v)
     for v, n in insertions.items():
         expected += [v] * n
-    packed = addrlist._Packed(4)
+    packed = PackedOps(4)
     got = packed.splice(
         items4(values),
         {items4([v]): n for v, n in removals.items()},
