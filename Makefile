@@ -43,12 +43,14 @@ deb: setup
 	mkdir -p dist; rm -f dist/xdpd_*_all.deb; mv "$$tmp"/xdpd_*_all.deb dist/; \
 	ls dist/xdpd_*_all.deb
 
+# The tools are modules of the package tools/, run from the repository root
+# (where `-m` finds both tools/ and the tests/testbed/ helpers they import).
 demo: setup
-	$(PYTHON) tools/demo.py
+	$(PYTHON) -m tools.demo
 
 bench: setup
-	$(PYTHON) tools/bench.py
-	$(PYTHON) tools/bench_reload.py
+	$(PYTHON) -m tools.bench.packet
+	$(PYTHON) -m tools.bench.daemon
 
 clean:
 	rm -rf dist build .pytest_cache .hypothesis

@@ -1,9 +1,8 @@
-#!/usr/bin/python3
 """xdpd in action, on a throw-away test bed: ``sudo make demo``.
 
 What it does, in about ten seconds:
 
-1. builds two network namespaces joined by a veth pair (tests/netbed.py):
+1. builds two network namespaces joined by a veth pair (tests/testbed/netbed.py):
    a "sender" and a "victim"; nothing touches the host's own interfaces;
 2. writes a demo config and runs ``xdpd run`` on the victim's veth end;
 3. sends real UDP, TCP and ping traffic from the sender, from blocked and
@@ -15,7 +14,7 @@ What it does, in about ten seconds:
 The config shows the three programs of the original seed note as rules of
 one filter: pass everything (the interface default), count every packet in
 per-CPU counters (``count-all``), and drop one source (``drop-one-source``).
-Run as root: ``sudo /usr/bin/python3 tools/demo.py``.
+Run as root, from the repository root: ``sudo /usr/bin/python3 -m tools.demo``.
 """
 
 from __future__ import annotations
@@ -24,10 +23,9 @@ import os
 import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
-sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "kernel"))
+from tests.testbed.daemon import DaemonFailed, XdpdProcess
+from tests.testbed.netbed import NetBed
+from tests.testbed.xdplink import xdp_attachment
 
 CONFIG = """\
 # The xdpd demo config (written to a temporary config dir).
@@ -69,9 +67,6 @@ def main() -> int:
     if os.geteuid() != 0:
         say("xdpd demo: needs root (network namespaces and XDP): sudo make demo")
         return 77
-
-    from daemon_fixture import DaemonFailed, XdpdProcess, xdp_attachment
-    from netbed import NetBed
 
     started = time.monotonic()
     NetBed.sweep_stale()  # beds left by crashed earlier runs (dead owners only)

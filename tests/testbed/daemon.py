@@ -191,9 +191,13 @@ class XdpdProcess:
                     self.returncode = self.proc.returncode
                     raise DaemonFailed(f"xdpd exited before READY=1 ({what})", self.returncode, self.stderr())
                 continue
-            self.messages.append(msg)
+            self.keep_message(msg)
             if "READY=1" in msg.splitlines():
                 return msg
+
+    def keep_message(self, msg: str) -> None:
+        """Record a received sd_notify datagram in :attr:`messages` (a subclass may record more)."""
+        self.messages.append(msg)
 
     def drain_messages(self) -> list[str]:
         """Move every datagram queued on the notify socket to :attr:`messages`; return those."""
@@ -205,7 +209,7 @@ class XdpdProcess:
         self.notify.setblocking(False)
         try:
             while True:
-                self.messages.append(self.notify.recv(65536).decode(errors="replace"))
+                self.keep_message(self.notify.recv(65536).decode(errors="replace"))
         except (BlockingIOError, InterruptedError):
             pass
         finally:
@@ -292,7 +296,7 @@ class XdpdProcess:
                 msg = self.notify.recv(65536).decode(errors="replace")
             except socket.timeout:
                 continue
-            self.messages.append(msg)
+            self.keep_message(msg)
             if rx.search(msg):
                 return msg
 

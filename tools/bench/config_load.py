@@ -1,7 +1,6 @@
-#!/usr/bin/python3
 """How long loading the config takes with a huge list file, cold and after edits.
 
-    python3 tools/bench_config.py [--lines 1000000] [--repeat 5]
+    python3 -m tools.bench.config_load [--lines 1000000] [--repeat 5]   (from the repository root)
 
 Writes a throwaway config dir (one rule with inline addresses plus a list
 file of --lines lines: mostly IPv4, some IPv6 and prefixes, comments) and
@@ -23,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,29 +32,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from xdpd.addrlist import load_addr_file  # noqa: E402
-from xdpd.config import ListCache, load_config  # noqa: E402
-from xdpd.model import Origin  # noqa: E402
-
-
-def make_lines(count: int, rng: random.Random) -> list[bytes]:
-    lines = [b"# generated block list", b""]
-    while len(lines) < count:
-        r = rng.random()
-        if r < 0.90:
-            lines.append(socket.inet_ntoa(rng.getrandbits(32).to_bytes(4, "big")).encode())
-        elif r < 0.99:
-            lines.append(socket.inet_ntop(socket.AF_INET6, rng.getrandbits(128).to_bytes(16, "big")).encode())
-        else:
-            lines.append(socket.inet_ntoa((rng.getrandbits(24) << 8).to_bytes(4, "big")).encode() + b"/24")
-    return lines
-
-
-def fresh_v4(rng: random.Random) -> bytes:
-    # 198.18.0.0/15 (benchmarking range): never in the random part by chance often enough to matter.
-    return socket.inet_ntoa((0xC6120000 | rng.getrandbits(17)).to_bytes(4, "big")).encode()
+from tests.testbed.daemon import REPO_ROOT, pythonpath
+from tools.bench.listfiles import fresh_v4, make_lines
+from xdpd.addrlist import load_addr_file
+from xdpd.config import ListCache, load_config
+from xdpd.model import Origin
 
 
 def timed(repeat: int, before: Callable[[], None], action: Callable[[], object]) -> tuple[float, float]:
@@ -78,10 +59,9 @@ def timed(repeat: int, before: Callable[[], None], action: Callable[[], object])
 # fork and exec, and the parent holds the million lines of the generator.
 _MEMORY = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
 from xdpd.config import ListCache, load_config
 cache = ListCache()
-config = load_config(sys.argv[2], cache)
+config = load_config(sys.argv[1], cache)
 with open("/proc/self/status") as f:
     status = dict(line.split(":", 1) for line in f)
 kib = lambda key: int(status[key].split()[0]) * 1024
@@ -90,10 +70,11 @@ print(json.dumps({"rss": kib("VmRSS"), "peak": kib("VmHWM")}))
 
 
 def memory(directory: Path) -> dict[str, int]:
-    """RSS of a fresh process holding the loaded config and its ListCache."""
-    root = str(Path(__file__).resolve().parents[1])
+    """RSS of a fresh process holding the loaded config and its ListCache (this tree's xdpd)."""
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
     out = subprocess.run(
-        [sys.executable, "-c", _MEMORY, root, str(directory)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", _MEMORY, str(directory)], cwd=REPO_ROOT, env=env, check=True, capture_output=True,
+        text=True,
     ).stdout
     return json.loads(out)
 
