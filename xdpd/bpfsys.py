@@ -15,9 +15,6 @@ import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-_lib = ct.CDLL("libbpf.so.1", use_errno=True)
-
-
 class _BatchOpts(ct.Structure):
     _fields_ = [("sz", ct.c_size_t), ("elem_flags", ct.c_uint64), ("flags", ct.c_uint64)]
 
@@ -72,24 +69,39 @@ class _MapInfo(ct.Structure):
     ]
 
 
-_lib.bpf_obj_get.argtypes = [ct.c_char_p]
-_lib.bpf_obj_pin.argtypes = [ct.c_int, ct.c_char_p]
-_lib.bpf_map_lookup_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
-_lib.bpf_map_update_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_uint64]
-_lib.bpf_map_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
-_lib.bpf_map_get_next_key.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
-_lib.bpf_map_update_batch.argtypes = [
-    ct.c_int, ct.c_void_p, ct.c_void_p, ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
-_lib.bpf_map_delete_batch.argtypes = [
-    ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
-_lib.bpf_map_lookup_batch.argtypes = [
-    ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p, ct.c_void_p,
-    ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
-_lib.bpf_obj_get_info_by_fd.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
-_lib.bpf_prog_get_fd_by_id.argtypes = [ct.c_uint32]
-_lib.bpf_map_get_fd_by_id.argtypes = [ct.c_uint32]
-_lib.bpf_prog_test_run_opts.argtypes = [ct.c_int, ct.POINTER(_TestRunOpts)]
-_lib.libbpf_num_possible_cpus.argtypes = []
+_LIBBPF: ct.CDLL | None = None
+
+
+def _libbpf() -> ct.CDLL:
+    """libbpf, loaded on first use.
+
+    Loading it at import would make every module that imports this one
+    (and so ``xdpd check``) fail on a machine without libbpf.
+    """
+    global _LIBBPF
+    if _LIBBPF is None:
+        lib = ct.CDLL("libbpf.so.1", use_errno=True)
+        lib.bpf_obj_get.argtypes = [ct.c_char_p]
+        lib.bpf_obj_pin.argtypes = [ct.c_int, ct.c_char_p]
+        lib.bpf_map_lookup_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+        lib.bpf_map_update_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_uint64]
+        lib.bpf_map_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
+        lib.bpf_map_get_next_key.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+        lib.bpf_map_update_batch.argtypes = [
+            ct.c_int, ct.c_void_p, ct.c_void_p, ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
+        lib.bpf_map_delete_batch.argtypes = [
+            ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
+        lib.bpf_map_lookup_batch.argtypes = [
+            ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p, ct.c_void_p,
+            ct.POINTER(ct.c_uint32), ct.POINTER(_BatchOpts)]
+        lib.bpf_obj_get_info_by_fd.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
+        lib.bpf_prog_get_fd_by_id.argtypes = [ct.c_uint32]
+        lib.bpf_map_get_fd_by_id.argtypes = [ct.c_uint32]
+        lib.bpf_prog_test_run_opts.argtypes = [ct.c_int, ct.POINTER(_TestRunOpts)]
+        lib.libbpf_num_possible_cpus.argtypes = []
+        _LIBBPF = lib
+    return _LIBBPF
+
 
 BATCH_CHUNK = 65536
 """Entries per batch syscall: large enough to amortise, small enough for the
@@ -108,20 +120,26 @@ def _check(ret: int, what: str) -> int:
 
 
 def num_possible_cpus() -> int:
-    return _check(_lib.libbpf_num_possible_cpus(), "counting possible CPUs")
+    return _check(_libbpf().libbpf_num_possible_cpus(), "counting possible CPUs")
 
 
 def obj_get(path: str) -> int:
     """Open a pinned object; returns a new fd (caller closes)."""
-    return _check(_lib.bpf_obj_get(path.encode()), f"opening pinned {path}")
+    return _check(_libbpf().bpf_obj_get(path.encode()), f"opening pinned {path}")
 
 
 def obj_pin(fd: int, path: str) -> None:
-    _check(_lib.bpf_obj_pin(fd, path.encode()), f"pinning at {path}")
+    _check(_libbpf().bpf_obj_pin(fd, path.encode()), f"pinning at {path}")
 
 
 def prog_fd_by_id(prog_id: int) -> int:
-    return _check(_lib.bpf_prog_get_fd_by_id(prog_id), f"opening program id {prog_id}")
+    """A new fd for the program with this id (caller closes)."""
+    return _check(_libbpf().bpf_prog_get_fd_by_id(prog_id), f"opening program id {prog_id}")
+
+
+def map_fd_by_id(map_id: int) -> int:
+    """A new fd for the map with this id (caller closes)."""
+    return _check(_libbpf().bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}")
 
 
 @dataclass(frozen=True)
@@ -134,12 +152,12 @@ class ProgInfo:
 def prog_info(fd: int) -> ProgInfo:
     info = _ProgInfo()
     size = ct.c_uint32(ct.sizeof(info))
-    _check(_lib.bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size)), "reading program info")
+    _check(_libbpf().bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size)), "reading program info")
     n = info.nr_map_ids
     ids = (ct.c_uint32 * max(n, 1))()
     info2 = _ProgInfo(nr_map_ids=n, map_ids=ct.addressof(ids))
     size = ct.c_uint32(ct.sizeof(info2))
-    _check(_lib.bpf_obj_get_info_by_fd(fd, ct.byref(info2), ct.byref(size)), "reading program maps")
+    _check(_libbpf().bpf_obj_get_info_by_fd(fd, ct.byref(info2), ct.byref(size)), "reading program maps")
     return ProgInfo(info.id, info.name.decode(errors="replace"), tuple(ids[:n]))
 
 
@@ -157,7 +175,7 @@ class MapInfo:
 def map_info(fd: int) -> MapInfo:
     info = _MapInfo()
     size = ct.c_uint32(ct.sizeof(info))
-    _check(_lib.bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size)), "reading map info")
+    _check(_libbpf().bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size)), "reading map info")
     return MapInfo(info.id, info.type, info.key_size, info.value_size, info.max_entries,
                    info.map_flags, info.name.decode(errors="replace"))
 
@@ -192,7 +210,7 @@ class Map:
 
     def lookup(self, key):
         value = self.value_type()
-        ret = _lib.bpf_map_lookup_elem(self.fd, ct.byref(key), ct.byref(value))
+        ret = _libbpf().bpf_map_lookup_elem(self.fd, ct.byref(key), ct.byref(value))
         if ret < 0 and ct.get_errno() == errno.ENOENT:
             return None
         _check(ret, f"looking up in {self.name}")
@@ -202,15 +220,15 @@ class Map:
         ncpu = num_possible_cpus()
         stride = (ct.sizeof(self.value_type) + 7) & ~7
         buf = (ct.c_uint8 * (stride * ncpu))()
-        _check(_lib.bpf_map_lookup_elem(self.fd, ct.byref(key), buf), f"looking up in {self.name}")
+        _check(_libbpf().bpf_map_lookup_elem(self.fd, ct.byref(key), buf), f"looking up in {self.name}")
         return [self.value_type.from_buffer_copy(buf, i * stride) for i in range(ncpu)]
 
     def update(self, key, value) -> None:
-        _check(_lib.bpf_map_update_elem(self.fd, ct.byref(key), ct.byref(value), 0),
+        _check(_libbpf().bpf_map_update_elem(self.fd, ct.byref(key), ct.byref(value), 0),
                f"updating {self.name}")
 
     def delete(self, key) -> bool:
-        ret = _lib.bpf_map_delete_elem(self.fd, ct.byref(key))
+        ret = _libbpf().bpf_map_delete_elem(self.fd, ct.byref(key))
         if ret < 0 and ct.get_errno() == errno.ENOENT:
             return False
         _check(ret, f"deleting from {self.name}")
@@ -221,7 +239,7 @@ class Map:
         prev = None
         while True:
             nxt = self.key_type()
-            ret = _lib.bpf_map_get_next_key(self.fd, ct.byref(prev) if prev is not None else None,
+            ret = _libbpf().bpf_map_get_next_key(self.fd, ct.byref(prev) if prev is not None else None,
                                             ct.byref(nxt))
             if ret < 0:
                 if ct.get_errno() == errno.ENOENT:
@@ -239,7 +257,7 @@ class Map:
         buf = (ct.c_uint8 * (stride * ncpu))()
         for i, v in enumerate(values):
             ct.memmove(ct.addressof(buf) + i * stride, ct.byref(v), ct.sizeof(v))
-        _check(_lib.bpf_map_update_elem(self.fd, ct.byref(key), buf, 0), f"updating {self.name}")
+        _check(_libbpf().bpf_map_update_elem(self.fd, ct.byref(key), buf, 0), f"updating {self.name}")
 
     def update_batch(self, keys: bytes | bytearray | memoryview, values: bytes | bytearray | memoryview) -> int:
         """Write many entries: ``keys``/``values`` are packed arrays of the
@@ -256,7 +274,7 @@ class Map:
             kc = (ct.c_uint8 * (chunk * ksz)).from_buffer_copy(kbuf[done * ksz:(done + chunk) * ksz])
             vc = (ct.c_uint8 * (chunk * vsz)).from_buffer_copy(vbuf[done * vsz:(done + chunk) * vsz])
             count = ct.c_uint32(chunk)
-            _check(_lib.bpf_map_update_batch(self.fd, kc, vc, ct.byref(count), ct.byref(opts)),
+            _check(_libbpf().bpf_map_update_batch(self.fd, kc, vc, ct.byref(count), ct.byref(opts)),
                    f"batch update of {self.name} ({done + count.value} of {n} written)")
             done += chunk
         return n
@@ -272,7 +290,7 @@ class Map:
             chunk = min(BATCH_CHUNK, n - done)
             kc = (ct.c_uint8 * (chunk * ksz)).from_buffer_copy(kbuf[done * ksz:(done + chunk) * ksz])
             count = ct.c_uint32(chunk)
-            _check(_lib.bpf_map_delete_batch(self.fd, kc, ct.byref(count), ct.byref(opts)),
+            _check(_libbpf().bpf_map_delete_batch(self.fd, kc, ct.byref(count), ct.byref(opts)),
                    f"batch delete from {self.name}")
             done += chunk
         return n
@@ -289,7 +307,7 @@ class Map:
         cursor = ct.c_uint64(0)  # arrays use a u32 index as the cursor
         while True:
             count = ct.c_uint32(chunk)
-            ret = _lib.bpf_map_lookup_batch(self.fd, batch_in, ct.byref(cursor), kbuf, vbuf,
+            ret = _libbpf().bpf_map_lookup_batch(self.fd, batch_in, ct.byref(cursor), kbuf, vbuf,
                                             ct.byref(count), ct.byref(opts))
             err = ct.get_errno() if ret < 0 else 0
             parts.append(bytes(vbuf)[:count.value * vsz])
@@ -315,7 +333,7 @@ class Map:
         cursor = ct.c_uint64(0)
         while True:
             count = ct.c_uint32(chunk)
-            ret = _lib.bpf_map_lookup_batch(self.fd, batch_in, ct.byref(cursor), kbuf, vbuf,
+            ret = _libbpf().bpf_map_lookup_batch(self.fd, batch_in, ct.byref(cursor), kbuf, vbuf,
                                             ct.byref(count), ct.byref(opts))
             err = ct.get_errno() if ret < 0 else 0
             kb, vb = bytes(kbuf), bytes(vbuf)
@@ -343,7 +361,7 @@ def prog_test_run(prog_fd: int, frame: bytes, repeat: int = 1) -> tuple[int, int
         data_size_out=len(out),
         repeat=repeat,
     )
-    _check(_lib.bpf_prog_test_run_opts(prog_fd, ct.byref(opts)), "BPF_PROG_TEST_RUN")
+    _check(_libbpf().bpf_prog_test_run_opts(prog_fd, ct.byref(opts)), "BPF_PROG_TEST_RUN")
     return opts.retval, opts.duration
 
 
