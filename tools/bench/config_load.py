@@ -35,7 +35,8 @@ from pathlib import Path
 from tests.testbed.daemon import REPO_ROOT, pythonpath
 from tools.bench.listfiles import fresh_v4, make_lines
 from xdpd.addrlist import load_addr_file
-from xdpd.config import ListCache, load_config
+from xdpd.config import load_config
+from xdpd.listcache import ListCache
 from xdpd.model import Origin
 
 
@@ -59,7 +60,8 @@ def timed(repeat: int, before: Callable[[], None], action: Callable[[], object])
 # fork and exec, and the parent holds the million lines of the generator.
 _MEMORY = """
 import json, sys
-from xdpd.config import ListCache, load_config
+from xdpd.config import load_config
+from xdpd.listcache import ListCache
 cache = ListCache()
 config = load_config(sys.argv[1], cache)
 with open("/proc/self/status") as f:
