@@ -26,6 +26,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from xdpd.addrlist import load_addr_file, parse_addr_items, union_all
+from xdpd.layout import MAX_RULES
 from xdpd.listcache import ListCache
 from xdpd.model import (
     PORT_PROTOS,
@@ -51,9 +52,6 @@ __all__ = [
     "load_config",
     "parse_config_text",
 ]
-
-MAX_RULES = 128
-"""The XDP program keeps the matching rules of a packet in a 128-bit mask."""
 
 MAX_ADDRESSES_LIMIT = 1 << 24
 IFNAMSIZ = 16
