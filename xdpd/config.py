@@ -1,10 +1,9 @@
 """The YAML config directory -> :class:`model.Config`, with validation.
 
-The YAML is composed into nodes (not loaded into Python objects) so that every
-problem can point at the exact ``file:line:col`` it concerns, and so that
-things PyYAML would silently accept -- a duplicate key, where the last one
-wins -- can be rejected.  Validation is strict on purpose: this is a packet
-filter, and a misspelt key that is ignored silently disables a rule.
+The YAML is composed into nodes by :mod:`xdpd.yamldoc`, so that every
+problem can point at the exact ``file:line:col`` it concerns.  Validation
+is strict on purpose: this is a packet filter, and a misspelt key that is
+ignored silently disables a rule.
 
 All problems from all files are collected before :class:`ConfigError` is
 raised, so one run shows the user everything to fix.
@@ -16,13 +15,11 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from xdpd.addrlist import load_addr_file, parse_addr_items, union_all
@@ -43,6 +40,7 @@ from xdpd.model import (
     Settings,
 )
 from xdpd.problems import ConfigError, Problem, format_origin, show
+from xdpd.yamldoc import INVALID, TAG, Doc, Fields, compose, is_null, kind, suggest
 
 __all__ = [
     "MAX_RULES",
@@ -73,24 +71,9 @@ RULE_KEYS = (
     "dst_port",
 )
 
-_TAG = "tag:yaml.org,2002:"
-_KIND_BY_TAG = {
-    _TAG + "str": "a string",
-    _TAG + "int": "an integer",
-    _TAG + "float": "a number",
-    _TAG + "bool": "a boolean",
-    _TAG + "null": "null",
-    _TAG + "timestamp": "a date",
-    _TAG + "binary": "binary data",
-}
 _RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
 _PORT_RE = re.compile(r"([0-9]+)(?:\s*-\s*([0-9]+))?", re.ASCII)
 _NUMBER_RE = re.compile(r"[0-9]+", re.ASCII)
-_EMPTY_LIST = "empty list would match nothing; remove the key to match anything"
-
-_E = TypeVar("_E", bound=Enum)
-_Fields = dict[str, tuple[Node, Node]]
-"""A validated mapping: key -> (key node, value node)."""
 
 
 # --------------------------------------------------------------------------
@@ -260,10 +243,10 @@ class _Builder:
         self.problems[start:] = sorted(found, key=lambda p: _line_order(p, path))
 
     def _add_text(self, text: str, path: str) -> None:
-        root = _compose(text, path, self.problems)
+        root = compose(text, path, self.problems)
         if root is None:
             return
-        doc = _Doc(path, self.problems, self.list_files)
+        doc = Doc(path, self.problems)
         top = doc.mapping(root, "top level", TOP_KEYS)
         if top is None:
             return
@@ -273,7 +256,7 @@ class _Builder:
             for name, origin, iface in _interfaces(doc, top["interfaces"][1]):
                 self._add_interface(name, origin, iface)
         if "rules" in top:
-            for result in _rules(doc, top["rules"][1]):
+            for result in _rules(doc, top["rules"][1], self.list_files):
                 self._add_rule(result)
 
     def _add_settings(self, settings: dict[str, tuple[Any, Origin]]) -> None:
@@ -354,215 +337,10 @@ def _line_order(problem: Problem, path: str) -> tuple[int, int, int]:
 
 
 # --------------------------------------------------------------------------
-# YAML nodes
-
-
-def _compose(text: str, path: str, problems: list[Problem]) -> Node | None:
-    """Parse YAML into a node tree; None for an empty file or a syntax error."""
-    loader = None
-    try:
-        loader = yaml.SafeLoader(text)  # checks for unprintable characters
-        return loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        problems.append(_syntax_problem(path, exc))
-    except yaml.reader.ReaderError as exc:
-        problems.append(Problem(_position_origin(path, text, exc.position), _reader_message(exc)))
-    except yaml.YAMLError as exc:
-        problems.append(Problem(Origin(path), f"YAML error: {exc}"))
-    except RecursionError:
-        problems.append(Problem(Origin(path), "YAML nesting is too deep"))
-    finally:
-        if loader is not None:
-            loader.dispose()
-    return None
-
-
-def _syntax_problem(path: str, exc: yaml.MarkedYAMLError) -> Problem:
-    """A PyYAML error at its (0-based) mark, with its context if any."""
-    mark = exc.problem_mark or exc.context_mark
-    origin = Origin(path, mark.line + 1, mark.column + 1) if mark else Origin(path)
-    message = exc.problem or exc.context or "invalid YAML"
-    if exc.context and exc.problem:
-        where = ""
-        if exc.context_mark is not None:
-            where = f" at {exc.context_mark.line + 1}:{exc.context_mark.column + 1}"
-        message = f"{message} ({exc.context}{where})"
-    return Problem(origin, f"YAML syntax error: {message}")
-
-
-def _position_origin(path: str, text: str, position: int) -> Origin:
-    line = text.count("\n", 0, position) + 1
-    col = position - (text.rfind("\n", 0, position) + 1) + 1
-    return Origin(path, line, col)
-
-
-def _reader_message(exc: yaml.reader.ReaderError) -> str:
-    char = exc.character
-    code = ord(char) if isinstance(char, str) else char
-    return f"YAML syntax error: character #x{code:04x} is not allowed ({exc.reason})"
-
-
-def _kind(node: Node) -> str:
-    """How a node is described in a message: 'a list', 'an integer', ..."""
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    return _KIND_BY_TAG.get(node.tag, f"a value tagged {node.tag}")
-
-
-def _is_null(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and node.tag == _TAG + "null"
-
-
-def _is_str(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and node.tag == _TAG + "str"
-
-
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    """'; did you mean X?' for a near miss, else the list of valid choices."""
-    close = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {show(close[0])}?"
-    return f"; expected one of: {', '.join(choices)}"
-
-
-class _Doc:
-    """One YAML file being validated: node -> value, or a Problem at the node."""
-
-    def __init__(self, path: str, problems: list[Problem], list_files: _ListFiles) -> None:
-        self.path = path
-        self.dir = os.path.dirname(os.path.abspath(path))
-        self.problems = problems
-        self.list_files = list_files
-        self._constructor = SafeConstructor()
-
-    def origin(self, node: Node) -> Origin:
-        mark = node.start_mark
-        return Origin(self.path, mark.line + 1, mark.column + 1)
-
-    def error(self, node: Node, message: str) -> None:
-        self.problems.append(Problem(self.origin(node), message))
-
-    def mapping(
-        self,
-        node: Node,
-        what: str,
-        keys: Sequence[str] | None,
-        *,
-        allow_null: bool = True,
-        key_what: str = "key",
-    ) -> _Fields | None:
-        """Validate a mapping: string keys, no duplicates, only ``keys``.
-
-        ``keys=None`` allows any key (the interface map).  Unknown keys are
-        reported and left out; the known ones are returned.
-        """
-        if allow_null and _is_null(node):
-            return {}
-        if not isinstance(node, MappingNode):
-            self.error(node, f"{what} must be a mapping, got {_kind(node)}")
-            return None
-        seen: _Fields = {}
-        for key_node, value_node in node.value:
-            key = self._key(key_node, key_what)
-            if key is None:
-                continue
-            if key in seen:
-                first = self.origin(seen[key][0])
-                self.error(key_node, f"duplicate key {show(key)} (first at {format_origin(first)})")
-                continue
-            seen[key] = (key_node, value_node)
-            if keys is not None and key not in keys:
-                self.error(key_node, f"unknown key {show(key)}" + _suggest(key, keys))
-        return {k: v for k, v in seen.items() if keys is None or k in keys}
-
-    def _key(self, node: Node, key_what: str) -> str | None:
-        if _is_str(node):
-            return str(node.value)
-        if isinstance(node, ScalarNode) and node.tag == _TAG + "merge":
-            self.error(node, "YAML merge keys ('<<') are not supported")
-        elif isinstance(node, ScalarNode) and not _is_null(node):
-            quoted = show(str(node.value))
-            self.error(node, f"{key_what} must be a string, got {_kind(node)} (quote it: {quoted})")
-        else:
-            self.error(node, f"{key_what} must be a string, got {_kind(node)}")
-        return None
-
-    def construct(self, node: ScalarNode) -> Any:
-        """The Python value of a scalar, or a Problem if YAML cannot build it.
-
-        Anything can come out of PyYAML's constructors on hostile input
-        (``!!int x``, bad dates, unknown tags), and a config error must never
-        become a crash, hence the broad except.
-        """
-        try:
-            return self._constructor.construct_object(node)
-        except Exception as exc:  # noqa: BLE001 - see docstring
-            self.error(node, f"bad YAML value {show(str(node.value))}: {exc}")
-            return _INVALID
-
-    def string(self, node: Node, what: str) -> str | None:
-        if _is_str(node):
-            return str(node.value)
-        self.error(node, f"{what} must be a string, got {_kind(node)}")
-        return None
-
-    def choice(self, node: Node, what: str, enum: type[_E]) -> _E | None:
-        """A case-insensitive enum value, with a suggestion for typos."""
-        names = [str(member.value) for member in enum]
-        text = self.string(node, what)
-        if text is None:
-            return None
-        try:
-            return enum(text.lower())
-        except ValueError:
-            self.error(node, f"unknown {what} {show(text)}" + _suggest(text, names))
-            return None
-
-    def items(self, node: Node, what: str) -> list[Node] | None:
-        """A list, or one value standing for a one-item list; never empty."""
-        if isinstance(node, SequenceNode):
-            if not node.value:
-                self.error(node, _EMPTY_LIST)
-                return None
-            return list(node.value)
-        if isinstance(node, MappingNode):
-            self.error(node, f"{what} must be a list or a single value, got a mapping")
-            return None
-        if _is_null(node):
-            self.error(node, f"{what} has no value; remove the key to match anything")
-            return None
-        return [node]
-
-    def item_text(self, node: Node, what: str) -> str | None:
-        """The text of a scalar list item, as written.
-
-        Using the source text rather than the resolved value sidesteps YAML
-        1.1 surprises: ``1:2:3:4:5:6:7:8`` is a base-60 integer and ``022``
-        an octal one, but the user meant an address and port 22.
-        """
-        if isinstance(node, ScalarNode) and not _is_null(node):
-            return str(node.value).strip()
-        if _is_null(node):
-            self.error(node, f"empty {what}")
-        else:
-            self.error(node, f"{what} must be a single value, got {_kind(node)}")
-        return None
-
-
-class _Invalid:
-    """Marks a value that was already reported as a problem."""
-
-
-_INVALID = _Invalid()
-
-
-# --------------------------------------------------------------------------
 # Sections
 
 
-def _settings(doc: _Doc, node: Node) -> dict[str, tuple[Any, Origin]]:
+def _settings(doc: Doc, node: Node) -> dict[str, tuple[Any, Origin]]:
     fields = doc.mapping(node, "'settings'", SETTINGS_KEYS) or {}
     parsers = {
         "log_interval": _seconds,
@@ -573,45 +351,45 @@ def _settings(doc: _Doc, node: Node) -> dict[str, tuple[Any, Origin]]:
     out: dict[str, tuple[Any, Origin]] = {}
     for key, (key_node, value_node) in fields.items():
         value = parsers[key](doc, value_node, key)
-        if value is not _INVALID:
+        if value is not INVALID:
             out[key] = (value, doc.origin(key_node))
     return out
 
 
-def _seconds(doc: _Doc, node: Node, key: str) -> Any:
+def _seconds(doc: Doc, node: Node, key: str) -> Any:
     """A finite number of seconds > 0, as a float (log_interval, check_interval)."""
-    if isinstance(node, ScalarNode) and node.tag in (_TAG + "int", _TAG + "float"):
+    if isinstance(node, ScalarNode) and node.tag in (TAG + "int", TAG + "float"):
         value = doc.construct(node)
-        if value is _INVALID:
+        if value is INVALID:
             return value
         if math.isfinite(value) and value > 0:
             return float(value)
         doc.error(node, f"{key} must be a number of seconds > 0, got {node.value}")
-        return _INVALID
-    doc.error(node, f"{key} must be a number of seconds > 0, got {_kind(node)}")
-    return _INVALID
+        return INVALID
+    doc.error(node, f"{key} must be a number of seconds > 0, got {kind(node)}")
+    return INVALID
 
 
-def _detach_on_stop(doc: _Doc, node: Node, _key: str) -> Any:
-    if isinstance(node, ScalarNode) and node.tag == _TAG + "bool":
+def _detach_on_stop(doc: Doc, node: Node, _key: str) -> Any:
+    if isinstance(node, ScalarNode) and node.tag == TAG + "bool":
         return doc.construct(node)
-    doc.error(node, f"detach_on_stop must be true or false, got {_kind(node)}")
-    return _INVALID
+    doc.error(node, f"detach_on_stop must be true or false, got {kind(node)}")
+    return INVALID
 
 
-def _max_addresses(doc: _Doc, node: Node, _key: str) -> Any:
+def _max_addresses(doc: Doc, node: Node, _key: str) -> Any:
     expected = f"max_addresses must be an integer 1-{MAX_ADDRESSES_LIMIT}"
-    if not (isinstance(node, ScalarNode) and node.tag == _TAG + "int"):
-        doc.error(node, f"{expected}, got {_kind(node)}")
-        return _INVALID
+    if not (isinstance(node, ScalarNode) and node.tag == TAG + "int"):
+        doc.error(node, f"{expected}, got {kind(node)}")
+        return INVALID
     value = doc.construct(node)
-    if value is not _INVALID and not 1 <= value <= MAX_ADDRESSES_LIMIT:
+    if value is not INVALID and not 1 <= value <= MAX_ADDRESSES_LIMIT:
         doc.error(node, f"{expected}, got {value}")
-        return _INVALID
+        return INVALID
     return value
 
 
-def _interfaces(doc: _Doc, node: Node) -> Iterator[tuple[str, Origin, Interface | None]]:
+def _interfaces(doc: Doc, node: Node) -> Iterator[tuple[str, Origin, Interface | None]]:
     """Yield every named interface, also invalid ones (for duplicate checks)."""
     fields = doc.mapping(node, "'interfaces'", None, key_what="interface name")
     for name, (key_node, value_node) in (fields or {}).items():
@@ -643,18 +421,18 @@ def _ifname_problem(name: str) -> str | None:
     return None
 
 
-def _rules(doc: _Doc, node: Node) -> Iterator[_RuleResult]:
-    if _is_null(node):
+def _rules(doc: Doc, node: Node, list_files: _ListFiles) -> Iterator[_RuleResult]:
+    if is_null(node):
         return
     if not isinstance(node, SequenceNode):
         hint = " (start each rule with '- ')" if isinstance(node, MappingNode) else ""
-        doc.error(node, f"'rules' must be a list, got {_kind(node)}{hint}")
+        doc.error(node, f"'rules' must be a list, got {kind(node)}{hint}")
         return
     for rule_node in node.value:
-        yield _rule(doc, rule_node)
+        yield _rule(doc, rule_node, list_files)
 
 
-def _rule(doc: _Doc, node: Node) -> _RuleResult:
+def _rule(doc: Doc, node: Node, list_files: _ListFiles) -> _RuleResult:
     """Parse one rule; ``rule`` is None if anything in it was wrong."""
     result = _RuleResult(origin=doc.origin(node))
     start = len(doc.problems)
@@ -666,8 +444,8 @@ def _rule(doc: _Doc, node: Node) -> _RuleResult:
         result.name, result.name_origin = name, doc.origin(fields["name"][1])
     action_node = _required(doc, node, fields, "action")
     action = doc.choice(action_node, "action", Action) if action_node else None
-    src, src_files = _addresses(doc, fields, "src")
-    dst, dst_files = _addresses(doc, fields, "dst")
+    src, src_files = _addresses(doc, fields, "src", list_files)
+    dst, dst_files = _addresses(doc, fields, "dst", list_files)
     protos = _protos(doc, fields["proto"][1]) if "proto" in fields else None
     ports = {key: _ports(doc, fields[key][1], key) if key in fields else None for key in PORT_KEYS}
     _check_port_protos(doc, fields, ports, protos)
@@ -687,7 +465,7 @@ def _rule(doc: _Doc, node: Node) -> _RuleResult:
     return result
 
 
-def _required(doc: _Doc, node: Node, fields: _Fields, key: str) -> Node | None:
+def _required(doc: Doc, node: Node, fields: Fields, key: str) -> Node | None:
     """The value of a required key, or None after reporting it missing.
 
     A misspelt ``actoin:`` was already reported with "did you mean
@@ -703,7 +481,7 @@ def _required(doc: _Doc, node: Node, fields: _Fields, key: str) -> Node | None:
     return None
 
 
-def _rule_name(doc: _Doc, node: Node, fields: _Fields) -> str | None:
+def _rule_name(doc: Doc, node: Node, fields: Fields) -> str | None:
     name_node = _required(doc, node, fields, "name")
     name = doc.string(name_node, "rule name") if name_node else None
     if name is None or name_node is None:
@@ -714,7 +492,9 @@ def _rule_name(doc: _Doc, node: Node, fields: _Fields) -> str | None:
     return name
 
 
-def _addresses(doc: _Doc, fields: _Fields, key: str) -> tuple[AddrSet | None, tuple[str, ...]]:
+def _addresses(
+    doc: Doc, fields: Fields, key: str, list_files: _ListFiles
+) -> tuple[AddrSet | None, tuple[str, ...]]:
     """``src`` plus ``src_file`` (or dst): inline items and list files, united."""
     sets: list[AddrSet] = []
     if key in fields:
@@ -726,15 +506,15 @@ def _addresses(doc: _Doc, fields: _Fields, key: str) -> tuple[AddrSet | None, tu
     if file_key in fields:
         for path, origin in _list_file_paths(doc, fields[file_key][1], file_key):
             files.setdefault(path)
-            loaded = doc.list_files.load(path, origin)
+            loaded = list_files.load(path, origin)
             if loaded is not None:
                 sets.append(loaded)
     if key not in fields and file_key not in fields:
         return None, ()
-    return doc.list_files.union(sets), tuple(files)
+    return list_files.union(sets), tuple(files)
 
 
-def _inline_addresses(doc: _Doc, node: Node, key: str) -> AddrSet | None:
+def _inline_addresses(doc: Doc, node: Node, key: str) -> AddrSet | None:
     items = []
     for item in doc.items(node, key) or ():
         text = doc.item_text(item, "address")
@@ -749,7 +529,7 @@ def _inline_addresses(doc: _Doc, node: Node, key: str) -> AddrSet | None:
         return None
 
 
-def _list_file_paths(doc: _Doc, node: Node, key: str) -> Iterator[tuple[str, Origin]]:
+def _list_file_paths(doc: Doc, node: Node, key: str) -> Iterator[tuple[str, Origin]]:
     """Absolute list-file paths; relative ones are relative to the YAML file."""
     for item in doc.items(node, key) or ():
         path = doc.string(item, f"{key} entry")
@@ -761,7 +541,7 @@ def _list_file_paths(doc: _Doc, node: Node, key: str) -> Iterator[tuple[str, Ori
         yield os.path.normpath(os.path.join(doc.dir, path)), doc.origin(item)
 
 
-def _protos(doc: _Doc, node: Node) -> frozenset[int] | None:
+def _protos(doc: Doc, node: Node) -> frozenset[int] | None:
     protos: set[int] = set()
     ok = True
     for item in doc.items(node, "proto") or ():
@@ -772,7 +552,7 @@ def _protos(doc: _Doc, node: Node) -> frozenset[int] | None:
     return frozenset(protos) if ok and protos else None
 
 
-def _proto(doc: _Doc, node: Node) -> int | None:
+def _proto(doc: Doc, node: Node) -> int | None:
     text = doc.item_text(node, "protocol")
     if text is None:
         return None
@@ -784,11 +564,11 @@ def _proto(doc: _Doc, node: Node) -> int | None:
     number = PROTO_NAMES.get(text.lower())
     if number is None:
         names = list(PROTO_NAMES)
-        doc.error(node, f"unknown protocol {show(text)}" + _suggest(text, names) + " (or a number 0-255)")
+        doc.error(node, f"unknown protocol {show(text)}" + suggest(text, names) + " (or a number 0-255)")
     return number
 
 
-def _ports(doc: _Doc, node: Node, key: str) -> tuple[PortRange, ...] | None:
+def _ports(doc: Doc, node: Node, key: str) -> tuple[PortRange, ...] | None:
     """Ports and ranges, sorted with overlapping and adjacent ranges merged."""
     ranges: list[PortRange] = []
     ok = True
@@ -802,7 +582,7 @@ def _ports(doc: _Doc, node: Node, key: str) -> tuple[PortRange, ...] | None:
     return _merge_ranges(ranges)
 
 
-def _port_range(doc: _Doc, node: Node) -> PortRange | None:
+def _port_range(doc: Doc, node: Node) -> PortRange | None:
     text = doc.item_text(node, "port")
     if text is None:
         return None
@@ -834,8 +614,8 @@ def _merge_ranges(ranges: list[PortRange]) -> tuple[PortRange, ...]:
 
 
 def _check_port_protos(
-    doc: _Doc,
-    fields: _Fields,
+    doc: Doc,
+    fields: Fields,
     ports: dict[str, tuple[PortRange, ...] | None],
     protos: frozenset[int] | None,
 ) -> None:
