@@ -1,0 +1,69 @@
+"""The ``settings:`` section: each key's value checked, with where it was set.
+
+The values are not turned into :class:`model.Settings` here: settings may be
+spread over several files, and :mod:`xdpd.config` merges them (and reports a
+setting made twice) before building one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from yaml.nodes import Node, ScalarNode
+
+from xdpd.model import Origin
+from xdpd.yamldoc import INVALID, TAG, Doc, kind
+
+MAX_ADDRESSES_LIMIT = 1 << 24
+SETTINGS_KEYS = ("log_interval", "check_interval", "detach_on_stop", "max_addresses")
+
+
+def parse_settings(doc: Doc, node: Node) -> dict[str, tuple[Any, Origin]]:
+    """Every valid setting of one file -> (value, origin of its key)."""
+    fields = doc.mapping(node, "'settings'", SETTINGS_KEYS) or {}
+    parsers = {
+        "log_interval": _seconds,
+        "check_interval": _seconds,
+        "detach_on_stop": _detach_on_stop,
+        "max_addresses": _max_addresses,
+    }
+    out: dict[str, tuple[Any, Origin]] = {}
+    for key, (key_node, value_node) in fields.items():
+        value = parsers[key](doc, value_node, key)
+        if value is not INVALID:
+            out[key] = (value, doc.origin(key_node))
+    return out
+
+
+def _seconds(doc: Doc, node: Node, key: str) -> Any:
+    """A finite number of seconds > 0, as a float (log_interval, check_interval)."""
+    if isinstance(node, ScalarNode) and node.tag in (TAG + "int", TAG + "float"):
+        value = doc.construct(node)
+        if value is INVALID:
+            return value
+        if math.isfinite(value) and value > 0:
+            return float(value)
+        doc.error(node, f"{key} must be a number of seconds > 0, got {node.value}")
+        return INVALID
+    doc.error(node, f"{key} must be a number of seconds > 0, got {kind(node)}")
+    return INVALID
+
+
+def _detach_on_stop(doc: Doc, node: Node, _key: str) -> Any:
+    if isinstance(node, ScalarNode) and node.tag == TAG + "bool":
+        return doc.construct(node)
+    doc.error(node, f"detach_on_stop must be true or false, got {kind(node)}")
+    return INVALID
+
+
+def _max_addresses(doc: Doc, node: Node, _key: str) -> Any:
+    expected = f"max_addresses must be an integer 1-{MAX_ADDRESSES_LIMIT}"
+    if not (isinstance(node, ScalarNode) and node.tag == TAG + "int"):
+        doc.error(node, f"{expected}, got {kind(node)}")
+        return INVALID
+    value = doc.construct(node)
+    if value is not INVALID and not 1 <= value <= MAX_ADDRESSES_LIMIT:
+        doc.error(node, f"{expected}, got {value}")
+        return INVALID
+    return value
