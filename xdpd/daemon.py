@@ -5,6 +5,10 @@ compile (in a child, see :mod:`xdpd.compiler`), adopt what a previous daemon
 pinned, enforce, notify, then :class:`Daemon.loop`, which reconciles when a
 trigger fires and reports counts until SIGTERM.
 
+Every change to the kernel is one pass of :meth:`Daemon.enforce`:
+:func:`~xdpd.observe.observe` reads the kernel, :func:`~xdpd.plan.plan`
+decides (pure), :class:`~xdpd.execute.Executor` carries the plan out.
+
 Triggers, all of which only set a flag and wake the loop:
 
 * SIGHUP, and a change to the config dir or a list file (:mod:`xdpd.watch`):
@@ -30,19 +34,19 @@ import sdnotify
 from pyroute2 import IPRoute
 
 from . import layout, logs, prereq, reloadstate
-from .addrlist import ListCache
-from .compiler import PendingCompile
-from .config import ConfigError, load_config, peek_settings
-from .datapath import BuildParams, CompileError, Datapath, pin_program, remove_stale_maps
-from .enforcer import ApplyFailed, ApplyResult, Enforcer
+from .compiler import BuildParams, CompileError, PendingCompile
+from .config import ConfigError, ListCache, load_config, peek_settings
+from .datapath import Datapath
+from .execute import ExecuteFailed, Executor, Outcome
+from .exitcodes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
 from .linkevents import LinkEvent, LinkMonitor
+from .links import XdpLinks
+from .maps import LayoutMismatch, PinnedMaps
 from .model import Config
-from .status import ACTION_NAMES
+from .observe import observe
+from .pins import pin_program, remove_stale_maps
+from .plan import ImageCache, PlanError, detach_ops, plan
 from .watch import ConfigWatcher
-
-EX_OK = 0
-EX_SOFTWARE = 70
-EX_CONFIG = 78
 
 WATCH_DEBOUNCE = 0.1
 """Seconds of quiet after a file event before reloading (editors write in bursts)."""
@@ -77,21 +81,21 @@ def build_params(settings) -> BuildParams:
 class CountReporter:
     """Logs per-rule and per-interface counts that changed since last time."""
 
-    def __init__(self, dp: Datapath, log) -> None:
-        self.dp, self.log = dp, log
+    def __init__(self, maps: PinnedMaps, log) -> None:
+        self.maps, self.log = maps, log
         self.last: dict[tuple[str, int], tuple[int, int]] = {}
 
     def report(self) -> None:
-        names = self.dp.rule_names()
-        for action, slot in self.dp.rule_order():
-            self._one("rule_stats", slot, rule=names.get(slot, (str(slot),))[0],
-                      action=ACTION_NAMES.get(action, str(action)))
-        for slot, (iface, _, _) in self.dp.iface_names().items():
+        owners = self.maps.rule_slots()
+        for action, slot in self.maps.rule_order():
+            self._one("rule_stats", slot, rule=owners[slot].name if slot in owners else str(slot),
+                      action=layout.ACTION_NAMES.get(action, str(action)))
+        for slot, iface in self.maps.iface_slots().items():
             for v in layout.Verdict:
-                self._one("iface_stats", slot * layout.NVERDICTS + v, iface=iface, verdict=v.label)
+                self._one("iface_stats", slot * layout.NVERDICTS + v, iface=iface.name, verdict=v.label)
 
     def _one(self, table: str, index: int, **fields) -> None:
-        packets, nbytes = self.dp.counter(table, index)
+        packets, nbytes = self.maps.counter(table, index)
         prev = self.last.get((table, index), (0, 0))
         self.last[(table, index)] = (packets, nbytes)
         if packets != prev[0]:
@@ -99,21 +103,28 @@ class CountReporter:
                           delta_packets=packets - prev[0], delta_bytes=nbytes - prev[1], **fields)
 
 
-def _status_line(config: Config, result: ApplyResult) -> str:
-    ifaces = len(config.interfaces) - len(result.missing)
-    return (f"enforcing {len(config.rules)} rules, {result.addresses:,} addresses "
+def _status_line(config: Config, outcome: Outcome) -> str:
+    ifaces = len(config.interfaces) - len(outcome.plan.missing)
+    return (f"enforcing {len(config.rules)} rules, {outcome.plan.addresses:,} addresses "
             f"on {ifaces} interface(s)")
+
+
+class EnforceFailed(Exception):
+    """The config could not be enforced; the kernel was left (or put back) as it was."""
 
 
 class Daemon:
     """The running daemon's state and its main loop."""
 
-    def __init__(self, config: Config, config_dir: str, runtime_dir: str, enforcer: Enforcer,
-                 cache: ListCache, notifier, log, triggers: _Triggers) -> None:
+    def __init__(self, config: Config, config_dir: str, runtime_dir: str, datapath: Datapath,
+                 links: XdpLinks, cache: ListCache, notifier, log, triggers: _Triggers) -> None:
         self.config, self.config_dir, self.runtime_dir = config, config_dir, runtime_dir
-        self.enforcer, self.cache, self.notifier, self.log = enforcer, cache, notifier, log
+        self.datapath, self.links = datapath, links
+        self.executor = Executor(datapath, datapath.maps, links)
+        self.images = ImageCache()
+        self.cache, self.notifier, self.log = cache, notifier, log
         self.triggers = triggers
-        self.reporter = CountReporter(enforcer.dp, log)
+        self.reporter = CountReporter(datapath.maps, log)
         self.seq = 0
         self.last_status = ""
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
@@ -128,6 +139,23 @@ class Daemon:
         if event.kind == "del":
             self.log.info("interface_gone", iface=event.name, ifindex=event.ifindex)
         self.triggers.set(reconcile=True)
+
+    # -- one pass: observe -> plan -> execute ------------------------------------
+    def enforce(self, config: Config, settle: bool = False) -> Outcome:
+        """Make the kernel enforce ``config``; on failure nothing is left half done.
+
+        With ``settle=False`` the inactive bank is brought up to date later
+        (:meth:`Datapath.settle`, from the loop), so READY comes sooner.
+        """
+        try:
+            return self.executor.execute(plan(config, observe(self.datapath, self.links), self.images),
+                                         settle=settle)
+        except (PlanError, ExecuteFailed) as e:
+            raise EnforceFailed(str(e)) from e
+
+    def detach_all(self) -> list[str]:
+        """Detach our program from every interface we manage (on stop)."""
+        return self.executor.detach(detach_ops(observe(self.datapath, self.links)))
 
     # -- the loop ------------------------------------------------------------
     def loop(self, watcher: ConfigWatcher) -> None:
@@ -161,7 +189,7 @@ class Daemon:
             if now >= next_report:
                 next_report = now + self.config.settings.log_interval
                 self.reporter.report()
-            self.enforcer.settle()
+            self.datapath.settle()
 
     def reload(self, watcher: ConfigWatcher, hup: bool) -> None:
         """Apply the config on disk, or keep the current one if it is invalid."""
@@ -177,8 +205,8 @@ class Daemon:
             self.announce(False, f"{summary}: {e.problems[0]}", [str(p) for p in e.problems])
             return
         try:
-            result = self.enforcer.apply(config, settle=False)
-        except ApplyFailed as e:
+            result = self.enforce(config)
+        except EnforceFailed as e:
             self.log.error("reload_failed", detail=str(e))
             self.announce(False, f"reload failed, still enforcing the previous config: {e}", [str(e)])
             return
@@ -197,8 +225,8 @@ class Daemon:
     def reconcile(self, why: str) -> None:
         """Re-apply the current config to the kernel (links, drift)."""
         try:
-            result = self.enforcer.apply(self.config, settle=False)
-        except ApplyFailed as e:
+            result = self.enforce(self.config)
+        except EnforceFailed as e:
             self.log.error("reconcile_failed", trigger=why, detail=str(e))
             return
         for name, reason in result.repaired.items():
@@ -216,7 +244,7 @@ class Daemon:
         self.last_status = summary
 
 
-def _log_links(log, result: ApplyResult, skip_repaired: bool = False) -> None:
+def _log_links(log, result: Outcome, skip_repaired: bool = False) -> None:
     for name, mode in result.attached.items():
         if not (skip_repaired and name in result.repaired):
             log.info("attached", iface=name, mode=mode)
@@ -259,7 +287,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
         prereq.check_all(pin_dir)
     except prereq.Missing as e:
         log.error("prerequisite_missing", detail=str(e))
-        return prereq.EX_UNAVAILABLE
+        return EX_UNAVAILABLE
     # Compiling takes seconds, and so does parsing a big blocklist: overlap them.
     params = build_params(peek_settings(config_dir))
     compiling = PendingCompile(pin_dir, params)
@@ -281,33 +309,39 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
     except CompileError as e:
         log.error("compile_failed", detail=str(e))
         return EX_SOFTWARE
-    dp = Datapath(loaded.maps_dir, fresh=loaded.fresh)
-    dp.adopt()  # maps a previous daemon left pinned: learn what they hold
+    try:
+        maps = PinnedMaps(loaded.maps_dir)
+    except (LayoutMismatch, OSError) as e:
+        os.close(loaded.prog_fd)
+        log.error("maps_unusable", detail=str(e))
+        return EX_SOFTWARE
+    datapath = Datapath(maps, fresh=loaded.fresh)
+    datapath.adopt()  # maps a previous daemon left pinned: learn what they hold
     try:
         with IPRoute() as ipr:
-            enforcer = Enforcer(dp, loaded.prog_fd, ipr)
-            daemon = Daemon(config, config_dir, runtime_dir, enforcer, cache, notifier, log, triggers)
+            daemon = Daemon(config, config_dir, runtime_dir, datapath, XdpLinks(ipr, loaded.prog_fd),
+                            cache, notifier, log, triggers)
             triggers.install_signals()
             monitor = LinkMonitor(daemon.on_link)
             monitor.start()  # before the first apply: nothing that happens after it is missed
             try:
                 try:
-                    result = enforcer.apply(config, settle=False)
-                except ApplyFailed as e:
+                    result = daemon.enforce(config)
+                except EnforceFailed as e:
                     log.error("attach_failed", detail=str(e))
                     return EX_SOFTWARE
                 pin_program(loaded.prog_fd, pin_dir)
                 _log_links(log, result)
-                for name in result.missing:
+                for name in result.plan.missing:
                     log.warning("interface_missing", iface=name, hint="configured but not present; "
                                 "attached when it appears")
                 log.info("enforced", interfaces=len(config.interfaces), rules=len(config.rules),
-                         addresses=result.addresses)
+                         addresses=result.plan.addresses)
                 for stale in remove_stale_maps(pin_dir, loaded.maps_dir):
                     log.info("unpinned_stale_maps", path=stale)
                 daemon.announce(True, _status_line(config, result), [])
                 log.info("ready", config_dir=config_dir, pin_dir=pin_dir)
-                enforcer.settle()
+                datapath.settle()
                 daemon.loop(watcher)
             finally:
                 monitor.stop()
@@ -316,12 +350,12 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
             if _upgrade_in_progress(runtime_dir):
                 log.info("left_attached", hint="package upgrade: the next daemon adopts the filter")
             elif daemon.config.settings.detach_on_stop:
-                for name in enforcer.detach_all():
+                for name in daemon.detach_all():
                     log.info("detached", iface=name)
             else:
                 log.info("left_attached", hint="detach_on_stop is false: filtering continues")
     finally:
-        dp.close()
+        maps.close()
         os.close(loaded.prog_fd)
     log.info("stopped")
     return EX_OK

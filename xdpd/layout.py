@@ -1,8 +1,13 @@
 """The binary layout shared with ``bpf/xdpd.bpf.c``.
 
 Every struct and constant here mirrors the C source; the two must change
-together.  ``tests/kernel/test_layout.py`` checks the sizes against the
-compiled program's maps, so a drift is caught before it corrupts a map.
+together.  :func:`xdpd.maps.check_sizes` compares each map's key and value
+size as the kernel reports it with these types whenever the maps are opened
+(and ``tests/kernel/test_layout.py`` checks every map of a fresh compile),
+so a drift fails loudly instead of corrupting a map.
+
+This module is also the one home of the names the C source and the Python
+side share: program names, action codes and names, verdict names.
 """
 
 from __future__ import annotations
@@ -10,7 +15,13 @@ from __future__ import annotations
 import ctypes as ct
 import enum
 
+PROG_NAME = "xdpd_main"
+"""The kernel's name for our program: how an xdpd program is told apart from a foreign one."""
+PASS_PROG_NAME = "xdpd_pass"
+"""The pass-only reference program compiled from the same source (tests, benchmarks)."""
+
 MAX_RULES = 128
+"""Rules per bank: the program's rule mask has 128 bits."""
 MAX_RULE_SLOTS = 256
 MAX_IFACES = 256
 IFINDEX_MAX = 65536
@@ -23,6 +34,9 @@ FILTER_WORDS = 1 << (FILTER_BITS - 6)
 ACT_PASS = 0
 ACT_DROP = 1
 ACT_COUNT = 2
+ACTION_NAMES = {ACT_PASS: "pass", ACT_DROP: "drop", ACT_COUNT: "count"}
+"""Action code -> the name a config uses for it (:class:`xdpd.model.Action` values)."""
+ACTION_CODES = {name: code for code, name in ACTION_NAMES.items()}
 
 
 class Verdict(enum.IntEnum):

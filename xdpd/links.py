@@ -1,8 +1,10 @@
 """XDP attachments through rtnetlink (pyroute2).
 
-The other kernel-touching module beside :mod:`xdpd.datapath`.  It works in
-the network namespace the process runs in (run the daemon under
-``ip netns exec`` to filter another namespace).
+The netlink half of the kernel side (the maps are the other): observing
+every interface's XDP attachment, attaching, replacing and detaching.  It
+works in the network namespace the process runs in; to filter inside
+another namespace, run the daemon in it with ``nsenter --net=/run/netns/NAME``
+(not ``ip netns exec``, which remounts ``/sys`` and hides ``/sys/fs/bpf``).
 
 Attachments are plain netlink XDP attachments, not bpf_links: they stay in
 place when the daemon exits, which is what lets filtering outlive a crash or
@@ -14,13 +16,16 @@ refuses two modes at once.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+import os
 
 from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST, nla
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+from . import bpfsys
+from .observed import LinkXdp
 
 XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
@@ -48,18 +53,8 @@ class _XdpMsg(ifinfmsg):
             fields = [("value", "I")]
 
 
-class AttachError(Exception):
+class AttachError(OSError):
     """The kernel refused an attachment; the message names interface and mode."""
-
-
-@dataclass(frozen=True)
-class LinkXdp:
-    """What is attached to one interface right now."""
-
-    name: str
-    ifindex: int
-    mode: str | None          # native / generic / offload, None when nothing
-    prog_id: int
 
 
 def observe(ipr: IPRoute, names: list[str] | None = None) -> dict[str, LinkXdp]:
@@ -123,3 +118,34 @@ def detach(ipr: IPRoute, link: LinkXdp) -> None:
     except NetlinkError as e:
         if e.code != errno.ENODEV:
             raise AttachError(f"detaching XDP from {link.name}: {e.args[-1]}") from e
+
+
+class XdpLinks:
+    """Attachments of one program through one netlink socket (what :mod:`xdpd.execute` uses)."""
+
+    def __init__(self, ipr: IPRoute, prog_fd: int) -> None:
+        self.ipr, self.prog_fd = ipr, prog_fd
+        self.prog_id = bpfsys.prog_info(prog_fd).id
+
+    def observe(self, names: list[str] | None = None) -> dict[str, LinkXdp]:
+        return observe(self.ipr, names)
+
+    def attach(self, link: LinkXdp, mode: str) -> tuple[str, str | None]:
+        return attach(self.ipr, link, self.prog_fd, mode)
+
+    def detach(self, link: LinkXdp) -> None:
+        detach(self.ipr, link)
+
+    def restore(self, before: LinkXdp) -> None:
+        """Put back what ``before`` had attached (nothing, or a program by id, in its mode)."""
+        now = observe(self.ipr, [before.name]).get(before.name)
+        if now is None:
+            return
+        if not before.prog_id:
+            detach(self.ipr, now)
+            return
+        fd = bpfsys.prog_fd_by_id(before.prog_id)
+        try:
+            attach(self.ipr, now, fd, before.mode or "auto")
+        finally:
+            os.close(fd)

@@ -10,9 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-EX_UNAVAILABLE = 69
-"""sysexits code for a missing prerequisite (distinct from 78, bad config)."""
-
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_BPF = 39

@@ -14,10 +14,8 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from . import bpfsys, layout, links
-from .datapath import Datapath, current_maps_dir
-from .enforcer import is_ours
-
-ACTION_NAMES = {layout.ACT_PASS: "pass", layout.ACT_DROP: "drop", layout.ACT_COUNT: "count"}
+from .maps import PinnedMaps
+from .pins import current_maps_dir, is_ours
 
 
 def read_status(pin_dir: str) -> dict[str, Any]:
@@ -40,19 +38,20 @@ def read_status(pin_dir: str) -> dict[str, Any]:
         finally:
             os.close(fd)
     out["prog_id"] = prog_id
-    dp = Datapath(maps_dir)
+    maps = PinnedMaps(maps_dir)
     try:
-        st = dp.state()
+        st = maps.state()
         bank = st.bank & 1
         out["generation"] = st.generation
         with IPRoute() as ipr:
             observed = links.observe(ipr)
-        for slot, (name, ifindex, mode) in sorted(dp.iface_names().items(), key=lambda x: x[1][0]):
+        for slot, iface in sorted(maps.iface_slots().items(), key=lambda x: x[1].name):
+            name, ifindex = iface.name, iface.ifindex
             link = observed.get(name)
-            ent = dp.maps["iface_cfg"].lookup(ct.c_uint32(bank * layout.IFINDEX_MAX + ifindex))
+            ent = maps["iface_cfg"].lookup(ct.c_uint32(bank * layout.IFINDEX_MAX + ifindex))
             counters = {}
             for v in layout.Verdict:
-                p, b = dp.counter("iface_stats", slot * layout.NVERDICTS + v)
+                p, b = maps.counter("iface_stats", slot * layout.NVERDICTS + v)
                 counters[v.label] = {"packets": p, "bytes": b}
             out["interfaces"][name] = {
                 "attached": bool(link and link.prog_id and is_ours(link.prog_id)),
@@ -66,14 +65,14 @@ def read_status(pin_dir: str) -> dict[str, Any]:
                 "bytes": sum(c["bytes"] for c in counters.values()),
                 "dropped": sum(c["packets"] for k, c in counters.items() if k.startswith("drop")),
             }
-        names = dp.rule_names()
-        for pos, (action, slot) in enumerate(dp.rule_order(bank)):
-            name = names.get(slot, (f"slot{slot}", action))[0]
-            packets, nbytes = dp.counter("rule_stats", slot)
-            out["rules"][name] = {"action": ACTION_NAMES.get(action, str(action)),
+        owners = maps.rule_slots()
+        for pos, (action, slot) in enumerate(maps.rule_order(bank)):
+            name = owners[slot].name if slot in owners else f"slot{slot}"
+            packets, nbytes = maps.counter("rule_stats", slot)
+            out["rules"][name] = {"action": layout.ACTION_NAMES.get(action, str(action)),
                                   "position": pos + 1, "packets": packets, "bytes": nbytes}
     finally:
-        dp.close()
+        maps.close()
     return out
 
 

@@ -19,10 +19,8 @@ from typing import Iterable, Mapping, Sequence
 
 from . import layout
 from .model import Action, AddrSet, Config, Default, PortRange, Rule
-from .packed import PackedKeys, diff_sorted, remove_keys
+from .packed import PackedKeys, remove_keys
 
-ACTION_CODES = {Action.PASS: layout.ACT_PASS, Action.DROP: layout.ACT_DROP,
-                Action.COUNT: layout.ACT_COUNT}
 DIRECTIONS = ("src", "dst")
 FAMILIES = (4, 6)
 
@@ -118,7 +116,7 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
     """The bank contents for ``config``.
 
     ``rule_slots`` gives each rule's counter slot (stable across reloads, see
-    :func:`assign_slots`); ``ifaces`` are the interfaces to enable, already
+    :func:`xdpd.plan.assign_slots`); ``ifaces`` are the interfaces to enable, already
     resolved to ifindexes by the caller (that is observed state).
     """
     rules = config.rules
@@ -147,7 +145,7 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
             addrs[(direction, family)] = table
 
     return BankImage(
-        rules=tuple((ACTION_CODES[r.action], rule_slots[r.name]) for r in rules),
+        rules=tuple((layout.ACTION_CODES[r.action.value], rule_slots[r.name]) for r in rules),
         all_rules=all_rules,
         src_wild=src_wild,
         dst_wild=dst_wild,
@@ -170,25 +168,6 @@ def iface_entries(config: Config, ifindexes: Mapping[str, int],
     """Interfaces of ``config`` that exist (have an ifindex) as entries."""
     return [IfaceEntry(ifindexes[i.name], i.default is Default.DROP, iface_slots[i.name])
             for i in config.interfaces if i.name in ifindexes]
-
-
-def assign_slots(names: Sequence[str], current: Mapping[str, int], reserved: Iterable[int],
-                 capacity: int) -> dict[str, int]:
-    """Stable counter slots: a name keeps its slot; new names take free ones.
-
-    ``reserved`` are slots still referenced by the other bank, which must not
-    be reused until that bank is rewritten.
-    """
-    out = {n: current[n] for n in names if n in current}
-    taken = set(out.values()) | set(reserved)
-    free = (s for s in range(capacity) if s not in taken)
-    for n in names:
-        if n not in out:
-            try:
-                out[n] = next(free)
-            except StopIteration:
-                raise ValueError(f"no free counter slot for {n!r} (capacity {capacity})") from None
-    return out
 
 
 def _bits(indexes: Iterable[int]) -> int:
@@ -307,166 +286,6 @@ def _inherit(prefixes: Mapping[tuple[bytes, int], int], width: int) -> tuple[tup
             m |= by_len[shorter].get(covering, 0)
         out.append((net, plen, m))
     return tuple(out)
-
-
-@dataclass(frozen=True)
-class ExactDiff:
-    """What to write to turn one exact table into another."""
-
-    upserts: tuple[tuple[int, bytes], ...]     # (mask, packed keys)
-    deletes: bytes                             # packed keys
-    moved: int = 0
-    """Upserted keys that were already present with another mask."""
-
-    def __bool__(self) -> bool:
-        return bool(self.upserts or self.deletes)
-
-
-def diff_exact(old: AddrTable | None, new: AddrTable, width: int) -> ExactDiff:
-    """Entries to upsert and delete to go from ``old`` to ``new``."""
-    old_groups = dict(old.exact) if old else {}
-    new_groups = dict(new.exact)
-    upserts: list[tuple[int, bytes]] = []
-    removed: list[bytes] = []
-    for m in sorted(set(old_groups) | set(new_groups)):
-        added, gone = diff_sorted(old_groups.get(m, b""), new_groups.get(m, b""), width)
-        if added:
-            upserts.append((m, added))
-        if gone:
-            removed.append(gone)
-    deletes = b"".join(removed)
-    moved = 0
-    if deletes and upserts:
-        # A key that moved between groups is re-written, not deleted.
-        rewritten = {k for _, keys in upserts for k in PackedKeys(keys, width).chunks()}
-        kept = [k for k in PackedKeys(deletes, width).chunks() if k not in rewritten]
-        moved = len(deletes) // width - len(kept)
-        deletes = b"".join(kept)
-    return ExactDiff(tuple(upserts), deletes, moved)
-
-
-def diff_lpm(old: AddrTable | None, new: AddrTable) -> tuple[list[tuple[bytes, int, int]], list[tuple[bytes, int]]]:
-    """(upserts, deletes) for the LPM entries."""
-    old_map = {(n, p): m for n, p, m in (old.lpm if old else ())}
-    new_map = {(n, p): m for n, p, m in new.lpm}
-    upserts = [(n, p, m) for (n, p), m in new_map.items() if old_map.get((n, p)) != m]
-    deletes = [k for k in old_map if k not in new_map]
-    return upserts, deletes
-
-
-def diff_array(old: Sequence[int] | None, new: Sequence[int]) -> list[int]:
-    """Indexes whose value differs (all of them when ``old`` is unknown)."""
-    if old is None:
-        return list(range(len(new)))
-    return [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
-
-
-# --------------------------------------------------------------- exact-key filter
-
-_GOLDEN = 0x9E3779B1
-_K1, _K2, _K3 = 0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F
-_M32 = 0xFFFFFFFF
-_SHIFT = 32 - layout.FILTER_BITS
-
-
-def filter_hashes(keys: bytes, family: int) -> list[int]:
-    """The filter bit of each packed key, as ``hash4``/``hash6`` in the C source.
-
-    The C code reads the address bytes as native u32 words; ``memoryview.cast``
-    reads them the same way, so both sides agree on any byte order.
-    """
-    if not keys:
-        return []
-    w = memoryview(keys).cast("I")
-    if family == 4:
-        return [((a * _GOLDEN) & _M32) >> _SHIFT for a in w]
-    return [((((a * _K1) ^ (b * _K2) ^ (c * _K3) ^ d) & _M32) * _GOLDEN & _M32) >> _SHIFT
-            for a, b, c, d in zip(w[0::4], w[1::4], w[2::4], w[3::4])]
-
-
-def set_filter_bits(bits: bytearray, keys: bytes, family: int) -> set[int] | None:
-    """Set the bits of ``keys`` in a filter bitmap; return the 64-bit words
-    touched, or None when so many keys went in that writing all is cheaper.
-
-    Bit ``h`` is bit ``h % 8`` of byte ``h // 8``, which is bit ``h % 64`` of
-    little-endian u64 word ``h // 64``: what the program tests.
-    """
-    hashes = filter_hashes(keys, family)
-    for h in hashes:
-        bits[h >> 3] |= 1 << (h & 7)
-    if len(hashes) > layout.FILTER_WORDS // 8:
-        return None
-    return {h >> 6 for h in hashes}
-
-
-def table_keys(table: AddrTable) -> bytes:
-    """Every exact key of a table, packed (groups concatenated)."""
-    return b"".join(keys for _, keys in table.exact)
-
-
-# --------------------------------------------------------------- comparing images
-
-@dataclass(frozen=True)
-class ImageDiff:
-    """How two bank images differ, in the terms an operator reads in a plan."""
-
-    rules_added: tuple[str, ...] = ()
-    rules_removed: tuple[str, ...] = ()
-    rules_moved: tuple[str, ...] = ()
-    """Kept their name but changed position or action."""
-    addresses_added: int = 0
-    addresses_removed: int = 0
-    other: bool = False
-    """Something else differs (interfaces enabled, defaults, tables)."""
-
-    def __bool__(self) -> bool:
-        return bool(self.rules_added or self.rules_removed or self.rules_moved
-                    or self.addresses_added or self.addresses_removed or self.other)
-
-
-def diff_images(old: BankImage | None, new: BankImage,
-                old_names: Mapping[int, str], new_names: Mapping[int, str]) -> ImageDiff:
-    """Compare two images; ``*_names`` map counter slots to rule names.
-
-    Rules are matched by name; what a rule matches is compared by the
-    planner (from rule digests), since bits move when rules are reordered.
-    Address counts are entries of the hash maps, tries and small tables.
-    """
-    if old is None:
-        return ImageDiff(rules_added=tuple(new_names[s] for _, s in new.rules),
-                         addresses_added=new.address_count(), other=True)
-    old_rules = {old_names.get(s, f"slot {s}"): (i, a) for i, (a, s) in enumerate(old.rules)}
-    new_rules = {new_names.get(s, f"slot {s}"): (i, a) for i, (a, s) in enumerate(new.rules)}
-    added = tuple(n for n in new_rules if n not in old_rules)
-    removed = tuple(n for n in old_rules if n not in new_rules)
-    plus = minus = 0
-    for key in set(old.addrs) | set(new.addrs):
-        width = 4 if key[1] == 4 else 16
-        a, b = old.addrs.get(key, EMPTY_TABLE), new.addrs.get(key, EMPTY_TABLE)
-        d = diff_exact(a, b, width)
-        plus += sum(len(k) for _, k in d.upserts) // width - d.moved
-        minus += len(d.deletes) // width
-        ups, dels = diff_lpm(a, b)
-        old_prefixes = {(n, p) for n, p, _ in a.lpm}
-        plus += sum(1 for n, p, _ in ups if (n, p) not in old_prefixes)
-        minus += len(dels)
-    moved = tuple(n for n, v in new_rules.items() if n in old_rules and old_rules[n] != v)
-    other = old.ifaces != new.ifaces or not _same_tables(old, new)
-    return ImageDiff(added, removed, moved, plus, minus, other)
-
-
-def _same_tables(a: BankImage, b: BankImage) -> bool:
-    """Same match tables, ignoring the order of entries."""
-    if (a.proto, a.sport, a.dport_l4) != (b.proto, b.sport, b.dport_l4):
-        return False
-    if (a.all_rules, a.src_wild, a.dst_wild, a.decisive, a.flags) != \
-            (b.all_rules, b.src_wild, b.dst_wild, b.decisive, b.flags):
-        return False
-    for key in set(a.addrs) | set(b.addrs):
-        x, y = a.addrs.get(key, EMPTY_TABLE), b.addrs.get(key, EMPTY_TABLE)
-        if dict(x.exact) != dict(y.exact) or set(x.lpm) != set(y.lpm):
-            return False
-    return True
 
 
 def rule_digest(rule: Rule) -> int:

@@ -11,7 +11,8 @@ import pytest
 
 from tests.testbed.frames import eth, frame_arp_request, frame_v4, frame_v6, icmpv6, ipv4, ipv6
 from xdpd import layout
-from xdpd.datapath import BuildParams, compile_program
+from xdpd.bankread import read_banks
+from xdpd.compiler import BuildParams, compile_program
 from xdpd.layout import Verdict
 
 pytestmark = pytest.mark.kernel
@@ -179,11 +180,11 @@ def test_exact_counters_per_rule_and_interface(prog):
     prog.load("rules: [{name: bad, action: drop, src: [192.0.2.0/24]}]")
     f = frame_v4("udp", "192.0.2.99", V4_DST, payload=b"x" * 100)
     before_rule = prog.rule("bad")
-    before_if = prog.dp.counter("iface_stats", Verdict.DROP_RULE)
+    before_if = prog.maps.counter("iface_stats", Verdict.DROP_RULE)
     for _ in range(37):
         assert prog.run(f) == "drop"
     assert prog.rule("bad") == (before_rule[0] + 37, before_rule[1] + 37 * len(f))
-    after_if = prog.dp.counter("iface_stats", Verdict.DROP_RULE)
+    after_if = prog.maps.counter("iface_stats", Verdict.DROP_RULE)
     assert after_if == (before_if[0] + 37, before_if[1] + 37 * len(f))
 
 
@@ -344,7 +345,7 @@ def test_banks_read_back_equal_what_was_written(prog):
           - {{name: b, action: count, dst: [{hosts}, 203.0.113.0/24, '2001:db8:bad::1']}}
           - {{name: c, action: pass, src_port: 53, proto: udp}}
     """, default="drop")
-    assert prog.dp.read_banks() == tuple(prog.dp.known)
+    assert read_banks(prog.maps) == tuple(prog.dp.known)
 
 
 @pytest.mark.parametrize("field", ["src", "dst"])

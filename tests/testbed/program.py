@@ -15,8 +15,12 @@ import shutil
 import textwrap
 
 from xdpd import bpfsys, layout, tables
+from xdpd.compiler import BuildParams, compile_program
 from xdpd.config import parse_config_text
-from xdpd.datapath import BuildParams, Datapath, compile_program
+from xdpd.datapath import Datapath
+from xdpd.maps import PinnedMaps
+from xdpd.observed import RuleSlot
+from xdpd.plan import assign_slots
 
 XDP_DROP, XDP_PASS = 1, 2
 VERDICTS = {XDP_DROP: "drop", XDP_PASS: "pass"}
@@ -29,17 +33,18 @@ class LoadedProgram:
         os.makedirs(pin_dir, exist_ok=True)
         self.pin_dir = pin_dir
         self.compiled = compile_program(pin_dir, BuildParams(max_exact=max_exact))
-        self.dp = Datapath(self.compiled.maps_dir)
+        self.maps = PinnedMaps(self.compiled.maps_dir)
+        self.dp = Datapath(self.maps)
         self.slots: dict[str, int] = {}
 
     def load(self, yaml_text: str, default: str = "pass") -> None:
         config = parse_config_text(textwrap.dedent(yaml_text), "test.yaml")
         names = [r.name for r in config.rules]
         retired = {s for n, s in self.slots.items() if n not in names}
-        slots = tables.assign_slots(names, self.slots, retired, layout.MAX_RULE_SLOTS)
+        slots = assign_slots(names, self.slots, retired, layout.MAX_RULE_SLOTS)
         fresh = {s for n, s in slots.items() if n not in self.slots}
-        self.dp.write_rule_names({slots[r.name]: (r.name, tables.ACTION_CODES[r.action])
-                                  for r in config.rules}, fresh)
+        self.maps.write_rule_slots({slots[r.name]: RuleSlot(r.name, layout.ACTION_CODES[r.action.value])
+                                    for r in config.rules}, fresh)
         self.slots = slots
         image = tables.build_image(config, self.slots,
                                    [tables.IfaceEntry(1, default == "drop", 0)])
@@ -50,11 +55,11 @@ class LoadedProgram:
         return VERDICTS[action]
 
     def rule(self, name: str) -> tuple[int, int]:
-        return self.dp.counter("rule_stats", self.slots[name])
+        return self.maps.counter("rule_stats", self.slots[name])
 
     def verdict_count(self, verdict: layout.Verdict) -> int:
-        return self.dp.counter("iface_stats", verdict)[0]
+        return self.maps.counter("iface_stats", verdict)[0]
 
     def close(self) -> None:
-        self.dp.close()
+        self.maps.close()
         shutil.rmtree(self.pin_dir, ignore_errors=True)

@@ -1,23 +1,24 @@
-"""The planner: desired vs observed -> operations, without a kernel."""
+"""The planner: desired vs observed -> one Plan, without a kernel."""
 
 from __future__ import annotations
 
-from xdpd import layout, tables
+import pytest
+
+from xdpd import layout
 from xdpd.config import parse_config_text
-from xdpd.links import LinkXdp
-from xdpd.planner import plan
+from xdpd.observed import IfaceSlot, LinkXdp, Observed, RuleSlot
+from xdpd.plan import LinkAction, PlanError, plan
 
 OURS, OLD_XDPD, FOREIGN = 10, 7, 99
 
 
-def prepared(yaml_text: str, ifindexes: dict[str, int]):
+def enforced(yaml_text: str, links: dict[str, LinkXdp], **extra) -> Observed:
+    """What the kernel holds after a daemon enforced ``yaml_text`` on ``links``."""
     config = parse_config_text(yaml_text, "t.yaml")
-    slots = tables.assign_slots([r.name for r in config.rules], {}, (), layout.MAX_RULE_SLOTS)
-    ifslots = tables.assign_slots([i.name for i in config.interfaces], {}, (), layout.MAX_IFACES)
-    image = tables.build_image(config, slots, tables.iface_entries(config, ifindexes, ifslots))
-    names = {s: n for n, s in slots.items()}
-    digests = {r.name: tables.rule_digest(r) for r in config.rules}
-    return config, image, names, digests
+    p = plan(config, Observed(links=links, prog_id=OURS, active=None))
+    ifaces = {slot: IfaceSlot(i.name, i.ifindex, "none") for slot, i in p.iface_slots.items()}
+    return Observed(links=links, prog_id=OURS, active=p.image, rule_slots=p.rule_slots,
+                    iface_slots=ifaces, **extra)
 
 
 BASE = """
@@ -36,34 +37,34 @@ def links(**modes) -> dict[str, LinkXdp]:
 
 
 def test_applied_state_plans_nothing():
-    config, image, names, digests = prepared(BASE, {"eth1": 2, "eth2": 3})
-    observed = links(eth1=("native", OURS), eth2=("generic", OURS))
-    p = plan(config, image, image, (names, names), (digests, digests), observed, {"eth1", "eth2"}, OURS, set())
+    config = parse_config_text(BASE, "t.yaml")
+    observed = enforced(BASE, links(eth1=("native", OURS), eth2=("generic", OURS)))
+    p = plan(config, observed)
     assert not p and p.lines() == []
+    assert not p.write
 
 
 def test_fresh_start_attaches_everything_and_adds_every_rule():
-    config, image, names, digests = prepared(BASE, {"eth1": 2})
-    observed = links(eth1=(None, 0))
-    p = plan(config, image, None, ({}, names), ({}, digests), observed, set(), OURS, set())
+    config = parse_config_text(BASE, "t.yaml")
+    p = plan(config, Observed(links=links(eth1=(None, 0)), prog_id=OURS, active=None))
     assert [str(op) for op in p.links] == ["attach eth1 (auto): nothing attached"]
+    assert p.links[0].action is LinkAction.ATTACH and not p.links[0].repair
     assert p.missing == ("eth2",)
-    assert p.rules.rules_added == ("bad", "dns")
+    assert p.changes.rules_added == ("bad", "dns")
+    assert p.write and p.fresh_rule_slots == frozenset(p.rule_slots)
     assert "interface eth2 is configured but does not exist: nothing to attach" in p.lines()
 
 
 def test_changes_are_named():
-    old_config, old, old_names, old_digests = prepared(BASE, {"eth1": 2, "eth2": 3})
-    config, new, names, digests = prepared("""
+    observed = enforced(BASE, links(eth1=("generic", OURS), eth2=("generic", OURS), eth3=("native", FOREIGN)))
+    config = parse_config_text("""
 interfaces: {eth1: {mode: native}}
 rules:
   - {name: dns, action: drop, proto: udp, dst_port: 53}
   - {name: bad, action: drop, src: [192.0.2.1, 192.0.2.3, 192.0.2.4]}
   - {name: ntp, action: count, proto: udp, dst_port: 123}
-""", {"eth1": 2})
-    observed = links(eth1=("generic", OURS), eth2=("generic", OURS), eth3=("native", FOREIGN))
-    p = plan(config, new, old, (old_names, names), (old_digests, digests), observed,
-             {"eth1", "eth2"}, OURS, set())
+""", "t.yaml")
+    p = plan(config, observed)
     lines = p.lines()
     assert "attach eth1 (native): mode generic -> native" in lines
     assert "detach eth2: no longer in the config" in lines
@@ -71,19 +72,47 @@ rules:
     assert "move rule dns (position or action)" in lines
     assert "addresses: +2 -1" in lines
     assert not any("eth3" in line for line in lines)      # not ours, not configured: left alone
+    assert [op.action for op in p.links] == [LinkAction.CHANGE_MODE, LinkAction.DETACH]
 
 
 def test_foreign_and_older_programs_on_configured_interfaces_are_replaced():
-    config, image, names, digests = prepared(BASE, {"eth1": 2, "eth2": 3})
-    observed = links(eth1=("native", FOREIGN), eth2=("generic", OLD_XDPD))
-    p = plan(config, image, image, (names, names), (digests, digests), observed, set(), OURS, {OLD_XDPD})
+    config = parse_config_text(BASE, "t.yaml")
+    observed = enforced(BASE, links(eth1=("native", FOREIGN), eth2=("generic", OLD_XDPD)),
+                        xdpd_programs=frozenset({OLD_XDPD}))
+    p = plan(config, observed)
     assert [op.reason for op in p.links] == [f"replace foreign program {FOREIGN}",
                                              f"replace xdpd program {OLD_XDPD}"]
-    assert not p.writes_rules
+    assert all(op.repair for op in p.links)      # managed before: drift
+    assert not p.write
 
 
 def test_detach_only_what_is_ours():
-    config, image, names, digests = prepared("interfaces: {}\nrules: []\n", {})
-    observed = links(eth1=("native", FOREIGN), eth2=("generic", OURS))
-    p = plan(config, image, image, (names, names), (digests, digests), observed, {"eth1", "eth2"}, OURS, set())
+    observed = enforced(BASE, links(eth1=("native", FOREIGN), eth2=("generic", OURS)))
+    config = parse_config_text("interfaces: {}\nrules: []\n", "t.yaml")
+    p = plan(config, observed)
     assert [str(op) for op in p.links] == ["detach eth2: no longer in the config"]
+
+
+def test_slots_are_stable_and_removed_rules_keep_theirs_until_the_other_bank_is_rewritten():
+    observed = enforced(BASE, links(eth1=("native", OURS)))
+    config = parse_config_text("""
+interfaces: {eth1: {mode: auto}}
+rules:
+  - {name: new, action: drop, proto: tcp}
+  - {name: dns, action: drop, proto: udp, dst_port: 53}
+""", "t.yaml")
+    p = plan(config, observed)
+    old = {s.name: slot for slot, s in observed.rule_slots.items()}
+    new = {s.name: slot for slot, s in p.rule_slots.items()}
+    assert new["dns"] == old["dns"]
+    assert new["new"] != old["bad"]                    # still read by the active bank
+    assert p.fresh_rule_slots == frozenset({new["new"]})
+    assert {s.name for s in p.rule_slots_during.values()} == {"bad", "dns", "new"}
+    assert p.rule_slots[new["new"]] == RuleSlot("new", layout.ACT_DROP, p.rule_slots[new["new"]].digest)
+
+
+def test_an_interface_beyond_the_programs_ifindex_range_is_refused_before_anything_is_done():
+    config = parse_config_text(BASE, "t.yaml")
+    big = {"eth1": LinkXdp("eth1", layout.IFINDEX_MAX, None, 0)}
+    with pytest.raises(PlanError, match="eth1: ifindex"):
+        plan(config, Observed(links=big, prog_id=OURS, active=None))

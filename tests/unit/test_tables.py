@@ -8,12 +8,16 @@ import pytest
 
 from xdpd import layout, tables
 from xdpd.config import parse_config_text
+from xdpd.filters import filter_hashes, set_filter_bits
+from xdpd.imagediff import diff_exact
 from xdpd.model import Action, AddrSet, Config, Rule
+from xdpd.packed import PackedKeys, diff_sorted
+from xdpd.plan import assign_slots
 
 
 def image(yaml_text: str) -> tables.BankImage:
     config = parse_config_text(yaml_text, "t.yaml")
-    slots = tables.assign_slots([r.name for r in config.rules], {}, (), layout.MAX_RULE_SLOTS)
+    slots = assign_slots([r.name for r in config.rules], {}, (), layout.MAX_RULE_SLOTS)
     return tables.build_image(config, slots, [])
 
 
@@ -75,14 +79,14 @@ def test_exact_addresses_in_several_rules_are_grouped_by_mask():
     groups = dict(img.addrs[("src", 4)].exact)
     assert groups[0b11] == v4("192.0.2.5")
     assert groups[0b10] == v4("198.51.100.1")
-    assert len(groups[0b01]) == 4 * 198 and v4("192.0.2.5") not in tables.PackedKeys(groups[0b01], 4)
+    assert len(groups[0b01]) == 4 * 198 and v4("192.0.2.5") not in PackedKeys(groups[0b01], 4)
 
 
 def test_diff_sorted_finds_a_single_change_in_a_large_array():
     keys = [i.to_bytes(4, "big") for i in range(0, 300_000, 3)]
     old = b"".join(keys)
     new_keys = keys[:5000] + [(15001).to_bytes(4, "big")] + keys[5001:]
-    added, removed = tables.diff_sorted(old, b"".join(new_keys), 4)
+    added, removed = diff_sorted(old, b"".join(new_keys), 4)
     assert added == (15001).to_bytes(4, "big")
     assert removed == keys[5000]
 
@@ -91,16 +95,16 @@ def test_diff_exact_rewrites_keys_that_change_group_instead_of_deleting_them():
     a, b = v4("192.0.2.1"), v4("192.0.2.2")
     old = tables.AddrTable(exact=((0b01, a + b),))
     new = tables.AddrTable(exact=((0b01, a), (0b11, b)))
-    diff = tables.diff_exact(old, new, 4)
+    diff = diff_exact(old, new, 4)
     assert diff.upserts == ((0b11, b),)
     assert diff.deletes == b""
 
 
 def test_assign_slots_is_stable_and_avoids_reserved():
-    slots = tables.assign_slots(["a", "b", "c"], {"b": 0}, {1}, 8)
+    slots = assign_slots(["a", "b", "c"], {"b": 0}, {1}, 8)
     assert slots == {"b": 0, "a": 2, "c": 3}
     with pytest.raises(ValueError, match="no free counter slot"):
-        tables.assign_slots(["x", "y"], {}, {0}, 2)
+        assign_slots(["x", "y"], {}, {0}, 2)
 
 
 def test_empty_list_matches_nothing_not_everything():
@@ -134,11 +138,11 @@ rules:
 
 def test_filter_hashes_are_in_range_and_spread():
     keys = b"".join(socket.inet_pton(socket.AF_INET, f"10.0.{i // 256}.{i % 256}") for i in range(4096))
-    hs = tables.filter_hashes(keys, 4)
+    hs = filter_hashes(keys, 4)
     assert len(hs) == 4096 and all(0 <= h < 1 << layout.FILTER_BITS for h in hs)
     assert len(set(hs)) > 4000           # consecutive addresses do not collide in bulk
     bits = bytearray(layout.FILTER_WORDS * 8)
-    words = tables.set_filter_bits(bits, keys, 4)
+    words = set_filter_bits(bits, keys, 4)
     assert words == {h >> 6 for h in hs}
     assert sum(bin(b).count("1") for b in bits) == len(set(hs))
 
@@ -174,7 +178,7 @@ def test_diff_sorted_finds_exactly_the_changes(seed):
         else:
             new.append(rng.getrandbits(32))
     a, b = _packed(old), _packed(new)
-    added, removed = tables.diff_sorted(a, b, 4)
+    added, removed = diff_sorted(a, b, 4)
     sa, sb = set(old), set(new)
     assert added == _packed(list(sb - sa)) and removed == _packed(list(sa - sb))
 
@@ -183,7 +187,7 @@ def test_diff_sorted_of_far_apart_edits_in_a_big_list():
     keys = list(range(0, 4_000_000, 4))
     a = _packed(keys)
     b = _packed(keys[1:500_000] + [2_000_001] + keys[500_001:] + [4_000_001])
-    added, removed = tables.diff_sorted(a, b, 4)
+    added, removed = diff_sorted(a, b, 4)
     assert added == _packed([2_000_001, 4_000_001])
     assert removed == _packed([0, 2_000_000])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..config import ConfigError, load_config
-from ..daemon import EX_CONFIG
+from ..exitcodes import EX_CONFIG
 from ..model import Config
 
 

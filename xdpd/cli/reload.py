@@ -27,12 +27,7 @@ import sys
 import time
 
 from .. import reloadstate
-
-EX_OK = 0
-EX_REJECTED = 1
-EX_UNAVAILABLE = 69
-EX_TEMPFAIL = 75
-EX_NOPERM = 77
+from ..exitcodes import EX_NOPERM, EX_OK, EX_REJECTED, EX_TEMPFAIL, EX_UNAVAILABLE
 
 POLL_SECONDS = 0.1
 UNIT = "xdpd.service"

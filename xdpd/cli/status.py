@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..exitcodes import EX_NOPERM, EX_OK, EX_REJECTED
 from ..status import format_status, read_status
 
 
@@ -13,9 +14,9 @@ def main(args) -> int:
         st = read_status(args.pin_dir)
     except PermissionError as e:
         print(f"xdpd status: {e} (run as root)", file=sys.stderr)
-        return 77
+        return EX_NOPERM
     if args.json:
         print(json.dumps(st, indent=2))  # rules stay in config order
     else:
         print(format_status(st))
-    return 0 if "error" not in st else 1
+    return EX_OK if "error" not in st else EX_REJECTED

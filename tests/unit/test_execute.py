@@ -1,0 +1,103 @@
+"""observe -> plan -> execute against a fake kernel: rollback at every step, without root."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.testbed.fake_kernel import PROG_ID, FakeKernel
+from xdpd.config import parse_config_text
+from xdpd.execute import ExecuteFailed, Executor
+from xdpd.observed import LinkXdp
+from xdpd.plan import detach_ops, plan
+
+FOREIGN = 99
+
+OLD = """
+interfaces: {eth1: {mode: native}, eth2: {mode: generic}}
+rules:
+  - {name: bad, action: drop, src: [192.0.2.1, 192.0.2.2]}
+  - {name: dns, action: drop, proto: udp, dst_port: 53}
+"""
+
+NEW = """
+interfaces: {eth1: {mode: generic}, eth3: {mode: auto}, eth4: {mode: native}}
+rules:
+  - {name: dns, action: drop, proto: udp, dst_port: 53}
+  - {name: bad, action: drop, src: [192.0.2.1, 192.0.2.3]}
+  - {name: ntp, action: count, proto: udp, dst_port: 123}
+"""
+
+
+def enforce(kernel: FakeKernel, yaml_text: str):
+    p = plan(parse_config_text(yaml_text, "t.yaml"), kernel.observe())
+    return Executor(kernel, kernel, kernel).execute(p)
+
+
+def bed() -> FakeKernel:
+    """eth1, eth2 carrying the old config; eth3 has nothing; eth4 runs a foreign program."""
+    kernel = FakeKernel(links={
+        "eth1": LinkXdp("eth1", 2, None, 0), "eth2": LinkXdp("eth2", 3, None, 0),
+        "eth3": LinkXdp("eth3", 4, None, 0), "eth4": LinkXdp("eth4", 5, "native", FOREIGN),
+    }, native={"eth1", "eth3"})
+    enforce(kernel, OLD)
+    kernel.calls.clear()
+    return kernel
+
+
+def test_execute_carries_out_the_plan_and_a_second_plan_is_empty():
+    kernel = bed()
+    outcome = enforce(kernel, NEW)
+    assert outcome.attached == {"eth1": "generic", "eth3": "native", "eth4": "native"}
+    assert outcome.detached == ["eth2"]
+    assert outcome.repaired == {}                 # eth4 was never ours: a replace, not a repair
+    assert kernel.links["eth4"].prog_id == PROG_ID and kernel.links["eth2"].mode is None
+    assert kernel.active == outcome.plan.image
+    assert {s.name for s in kernel.rule_slots.values()} == {"dns", "bad", "ntp"}
+    assert {s.name: s.mode for s in kernel.iface_slots.values()} == {
+        "eth1": "generic", "eth3": "native", "eth4": "native"}
+    again = plan(parse_config_text(NEW, "t.yaml"), kernel.observe())
+    assert not again and again.lines() == []
+
+
+def test_a_failure_at_any_step_puts_back_the_previous_attachments_and_rule_set():
+    steps = len(_calls_of_a_clean_run())
+    assert steps >= 8
+    for k in range(1, steps + 1):
+        kernel = bed()
+        links, active = dict(kernel.links), kernel.active
+        kernel.fail_at = k
+        with pytest.raises(ExecuteFailed, match=f"injected failure at step {k} .*; rolled back"):
+            enforce(kernel, NEW)
+        assert kernel.links == links, f"attachments not restored after a failure at step {k}"
+        assert kernel.active == active, f"rule set not restored after a failure at step {k}"
+
+
+def _calls_of_a_clean_run() -> list[str]:
+    kernel = bed()
+    enforce(kernel, NEW)
+    return kernel.calls
+
+
+def test_a_detached_interface_is_repaired_and_reported():
+    kernel = bed()
+    kernel.links["eth1"] = LinkXdp("eth1", 2, None, 0)          # someone ran `ip link set eth1 xdp off`
+    outcome = enforce(kernel, OLD)
+    assert outcome.repaired == {"eth1": "nothing attached"}
+    assert not outcome.plan.write                               # the rule set was not touched
+    assert kernel.calls == ["attach eth1", "write_iface_slots"]
+
+
+def test_auto_falls_back_to_generic_with_a_warning_and_records_the_mode_used():
+    kernel = bed()
+    kernel.native.discard("eth3")
+    outcome = enforce(kernel, NEW)
+    assert outcome.attached["eth3"] == "generic"
+    assert outcome.warnings == ["native XDP unavailable on eth3; using generic mode"]
+    assert {s.name: s.mode for s in kernel.iface_slots.values()}["eth3"] == "generic"
+
+
+def test_stop_detaches_only_what_a_daemon_of_this_pin_dir_attached():
+    kernel = bed()
+    ops = detach_ops(kernel.observe())
+    assert Executor(kernel, kernel, kernel).detach(ops) == ["eth1", "eth2"]
+    assert kernel.links["eth4"].prog_id == FOREIGN

@@ -1,0 +1,92 @@
+"""What lives under the pin directory, and finding it again.
+
+Pin layout::
+
+    prog                    the XDP program (what ``status`` reports)
+    prog_staged             a freshly compiled program, until the daemon owns it
+    maps-<layout id>/NAME   the maps, one directory per binary layout
+
+The layout id (:func:`xdpd.compiler.layout_id`) hashes the C source and the
+build parameters, so a daemon built with different capacities or an
+upgraded program gets fresh maps instead of misreading old ones, while a
+plain restart adopts the maps (and counters) a previous daemon left pinned.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from . import bpfsys, layout
+
+PROG = "prog"
+
+
+def pin_program(prog_fd: int, pin_dir: str) -> None:
+    """Pin (or atomically re-pin) the program at ``pin_dir/prog``."""
+    tmp = os.path.join(pin_dir, "prog_new")  # bpffs forbids dots in names
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    bpfsys.obj_pin(prog_fd, tmp)
+    os.replace(tmp, os.path.join(pin_dir, PROG))
+
+
+def remove_stale_maps(pin_dir: str, keep: str) -> list[str]:
+    """Unpin map directories of other layouts; returns what was removed."""
+    removed = []
+    for entry in sorted(Path(pin_dir).glob("maps-*")):
+        if str(entry) != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+    return removed
+
+
+def current_maps_dir(pin_dir: str) -> str | None:
+    """The maps directory the pinned program uses (None if nothing pinned)."""
+    prog = os.path.join(pin_dir, PROG)
+    dirs = sorted(Path(pin_dir).glob("maps-*"))
+    if not os.path.exists(prog) or not dirs:
+        return str(dirs[0]) if len(dirs) == 1 else None
+    fd = bpfsys.obj_get(prog)
+    try:
+        ids = set(bpfsys.prog_info(fd).map_ids)
+    finally:
+        os.close(fd)
+    for d in dirs:
+        mfd = bpfsys.obj_get(str(d / "state"))
+        try:
+            if bpfsys.map_info(mfd).id in ids:
+                return str(d)
+        finally:
+            os.close(mfd)
+    return None
+
+
+def pinned_program(pin_dir: str) -> int | None:
+    """A new fd for the pinned xdpd program (caller closes), None when there is none.
+
+    Raises ValueError when what is pinned there is not an xdpd program.
+    """
+    path = os.path.join(pin_dir, PROG)
+    if not os.path.exists(path):
+        return None
+    fd = bpfsys.obj_get(path)
+    if bpfsys.prog_info(fd).name != layout.PROG_NAME:
+        os.close(fd)
+        raise ValueError(f"{path} is not an xdpd program")
+    return fd
+
+
+def is_ours(prog_id: int) -> bool:
+    """Is the program with this id an xdpd program (ours or a predecessor's)?"""
+    if not prog_id:
+        return False
+    try:
+        fd = bpfsys.prog_fd_by_id(prog_id)
+    except OSError:
+        return False
+    try:
+        return bpfsys.prog_info(fd).name == layout.PROG_NAME
+    finally:
+        os.close(fd)
