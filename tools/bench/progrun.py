@@ -23,7 +23,10 @@ from pathlib import Path
 
 from tools.bench.rulesets import IFACE_SLOT
 from tools.bench.session import log
-from xdpd import bpfsys, datapath, layout, tables
+from xdpd import bpfsys, layout, tables
+from xdpd.compiler import BuildParams, Compiled, compile_program
+from xdpd.datapath import Datapath
+from xdpd.maps import PinnedMaps
 
 XDP_DROP, XDP_PASS = 1, 2
 XDP_NAMES = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
@@ -113,8 +116,9 @@ class ProgramBench:
         self.frames: dict[str, str] = {}
         self.rows: list[Result] = []
         self.notes: list[str] = []
-        self.compiled: datapath.Compiled | None = None
-        self.dp: datapath.Datapath | None = None
+        self.compiled: Compiled | None = None
+        self.maps: PinnedMaps | None = None
+        self.dp: Datapath | None = None
 
     def frame_file(self, name: str, frame: bytes) -> str:
         path = os.path.join(self.workdir, name + ".bin")
@@ -134,21 +138,22 @@ class ProgramBench:
         os.makedirs(self.pin_dir)
         log("compiling the XDP program (bcc) ...")
         t = time.perf_counter()
-        self.compiled = datapath.compile_program(
-            self.pin_dir, datapath.BuildParams(max_exact=4_000_000, max_prefixes=200_000))
+        self.compiled = compile_program(
+            self.pin_dir, BuildParams(max_exact=4_000_000, max_prefixes=200_000))
         log(f"  compiled in {time.perf_counter() - t:.1f} s")
         bpfsys.obj_pin(self.compiled.prog_fd, os.path.join(self.pin_dir, "main"))
         bpfsys.obj_pin(self.compiled.pass_fd, os.path.join(self.pin_dir, "pass"))
-        self.dp = datapath.Datapath(self.compiled.maps_dir)
+        self.maps = PinnedMaps(self.compiled.maps_dir)
+        self.dp = Datapath(self.maps)
 
     def teardown(self) -> None:
-        if self.dp is not None:
+        if self.maps is not None:
             with contextlib.suppress(Exception):
-                self.dp.close()
+                self.maps.close()
         shutil.rmtree(self.pin_dir, ignore_errors=True)
 
     def verdict_count(self, verdict: int) -> int:
-        return self.dp.counter("iface_stats", IFACE_SLOT * layout.NVERDICTS + verdict)[0]
+        return self.maps.counter("iface_stats", IFACE_SLOT * layout.NVERDICTS + verdict)[0]
 
     def check(self, label: str, frame: bytes, verdict: int | None) -> str:
         """Run the frame once; "" if the expected verdict counter moved, else what happened."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from tests.testbed import frames
 from xdpd import layout, tables
 from xdpd.model import Action, AddrSet, Config, Interface, PortRange, Rule
+from xdpd.plan import assign_slots
 
 TEST_IFINDEX = 1  # BPF_PROG_TEST_RUN reports ingress_ifindex 1 (lo)
 IFACE_SLOT = 0
@@ -241,6 +242,6 @@ def config_of(rules: list[Rule]) -> Config:
 
 def image_of(cfg: Config, enabled: bool = True) -> tables.BankImage:
     """The bank image of ``cfg``, the test-run interface enabled (or not: nothing is counted)."""
-    slots = tables.assign_slots([r.name for r in cfg.rules], {}, [], layout.MAX_RULE_SLOTS)
+    slots = assign_slots([r.name for r in cfg.rules], {}, [], layout.MAX_RULE_SLOTS)
     ifaces = [tables.IfaceEntry(TEST_IFINDEX, False, IFACE_SLOT)] if enabled else []
     return tables.build_image(cfg, slots, ifaces)
