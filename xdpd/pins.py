@@ -72,7 +72,7 @@ def pinned_program(pin_dir: str) -> int | None:
     if not os.path.exists(path):
         return None
     fd = bpfsys.obj_get(path)
-    if bpfsys.prog_info(fd).name != layout.PROG_NAME:
+    if not _is_xdpd(fd):
         os.close(fd)
         raise ValueError(f"{path} is not an xdpd program")
     return fd
@@ -87,6 +87,11 @@ def is_ours(prog_id: int) -> bool:
     except OSError:
         return False
     try:
-        return bpfsys.prog_info(fd).name == layout.PROG_NAME
+        return _is_xdpd(fd)
     finally:
         os.close(fd)
+
+
+def _is_xdpd(prog_fd: int) -> bool:
+    """xdpd programs are told apart from foreign ones by the kernel's name for them."""
+    return bpfsys.prog_info(prog_fd).name == layout.PROG_NAME

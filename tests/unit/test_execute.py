@@ -53,6 +53,9 @@ def test_execute_carries_out_the_plan_and_a_second_plan_is_empty():
     assert kernel.links["eth4"].prog_id == PROG_ID and kernel.links["eth2"].mode is None
     assert kernel.active == outcome.plan.image
     assert {s.name for s in kernel.rule_slots.values()} == {"dns", "bad", "ntp"}
+    ntp = next(slot for slot, s in kernel.rule_slots.items() if s.name == "ntp")
+    eth3 = next(slot for slot, s in kernel.iface_slots.items() if s.name == "eth3")
+    assert {("rule", ntp), ("iface", eth3)} <= kernel.zeroed    # new slots start counting from zero
     assert {s.name: s.mode for s in kernel.iface_slots.values()} == {
         "eth1": "generic", "eth3": "native", "eth4": "native"}
     again = plan(parse_config_text(NEW, "t.yaml"), kernel.observe())
