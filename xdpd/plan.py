@@ -210,6 +210,7 @@ def plan(config: Config, observed: Observed, cache: ImageCache | None = None) ->
 
 def _link_ops(config: Config, observed: Observed) -> tuple[LinkOp, ...]:
     ours = observed.xdpd_programs | {observed.prog_id}
+    managed = observed.managed
     ops: list[LinkOp] = []
     for iface in config.interfaces:
         link = observed.links.get(iface.name)
@@ -221,13 +222,13 @@ def _link_ops(config: Config, observed: Observed) -> tuple[LinkOp, ...]:
                 continue
             ops.append(LinkOp(LinkAction.CHANGE_MODE, link, mode))
             continue
-        repair = iface.name in observed.managed
+        repair = iface.name in managed
         if not link.prog_id:
             ops.append(LinkOp(LinkAction.ATTACH, link, mode, repair=repair))
         else:
             ops.append(LinkOp(LinkAction.REPLACE, link, mode, foreign=link.prog_id not in ours,
                               repair=repair))
-    for name in sorted(observed.managed):
+    for name in sorted(managed):
         link = observed.links.get(name)
         if config.interface(name) is None and link is not None and link.prog_id in ours:
             ops.append(LinkOp(LinkAction.DETACH, link, link.mode or "none"))
