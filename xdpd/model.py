@@ -89,7 +89,8 @@ class AddrSet:
 
 @dataclass(frozen=True, order=True)
 class PortRange:
-    """An inclusive port range; a single port has ``lo == hi``."""
+    """An inclusive range of ports or other header values (TTL, length,
+    ICMP code, VLAN id); a single value has ``lo == hi``."""
 
     lo: int
     hi: int
@@ -100,6 +101,28 @@ PROTO_NAMES: dict[str, int] = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 
 PORT_PROTOS: frozenset[int] = frozenset({6, 17})
 """Protocols whose ports the XDP program reads (TCP and UDP)."""
+
+ICMP_PROTOS: frozenset[int] = frozenset({1, 58})
+"""icmp and icmpv6: the protocols whose type and code the XDP program reads."""
+
+TCP_FLAG_BITS: dict[str, int] = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08,
+                                 "ack": 0x10, "urg": 0x20, "ece": 0x40, "cwr": 0x80}
+"""``tcp_flags`` names and their bits in the TCP header's flags byte."""
+
+
+@dataclass(frozen=True)
+class TcpFlags:
+    """``tcp_flags``: the flags in ``mask`` must equal those in ``value``.
+
+    ``"syn,!ack"`` is ``mask = SYN|ACK, value = SYN``: SYN set, ACK clear,
+    every other flag either way.
+    """
+
+    mask: int
+    value: int
+
+    def matches(self, flags: int) -> bool:
+        return flags & self.mask == self.value
 
 
 @dataclass(frozen=True)
@@ -121,6 +144,19 @@ class Rule:
     dst_ports: tuple[PortRange, ...] | None = None
     src_files: tuple[str, ...] = ()
     dst_files: tuple[str, ...] = ()
+    interfaces: tuple[str, ...] | None = None
+    """The configured interfaces the rule applies on (None: all of them)."""
+    tcp_flags: TcpFlags | None = None
+    icmp_types: frozenset[tuple[int, int]] | None = None
+    """``(family, type)`` pairs: names resolve per family (echo-request is
+    (4, 8) and (6, 128)); a number applies to every ICMP family in ``protos``."""
+    icmp_codes: tuple[PortRange, ...] | None = None
+    ttl: tuple[PortRange, ...] | None = None
+    """IPv4 TTL / IPv6 hop limit."""
+    length: tuple[PortRange, ...] | None = None
+    """IP packet length: IPv4 total length, IPv6 payload length + 40."""
+    vlans: tuple[PortRange, ...] | None = None
+    """Outer VLAN id of the frame (untagged frames do not match)."""
     origin: Origin = field(default=Origin("<none>"), compare=False)
 
 
@@ -131,6 +167,8 @@ class Interface:
     name: str
     mode: Mode = Mode.AUTO
     default: Default = Default.PASS
+    observe: bool = False
+    """Decide and count as usual, but pass what would be dropped."""
     origin: Origin = field(default=Origin("<none>"), compare=False)
 
 
