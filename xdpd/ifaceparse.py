@@ -31,7 +31,7 @@ def parse_interfaces(doc: Doc, node: Node) -> Iterator[tuple[str, Origin, Interf
         if options and "default" in options:
             default = doc.choice(options["default"][1], "default", Default) or default
         ok = len(doc.problems) == start
-        yield name, origin, Interface(name, mode, default, origin) if ok else None
+        yield name, origin, Interface(name, mode, default, origin=origin) if ok else None
 
 
 def _ifname_problem(name: str) -> str | None:
