@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from yaml.nodes import Node
 
 from xdpd.model import PORT_PROTOS, PROTO_NAMES, PortRange
 from xdpd.problems import show
+from xdpd.ruleranges import NUMBER_RE, PORT, in_bound, parse_ranges
 from xdpd.yamldoc import Doc, Fields, suggest
 
 PORT_KEYS = ("src_port", "dst_port")
-_PORT_RE = re.compile(r"([0-9]+)(?:\s*-\s*([0-9]+))?", re.ASCII)
-_NUMBER_RE = re.compile(r"[0-9]+", re.ASCII)
 
 
 def parse_protos(doc: Doc, node: Node) -> frozenset[int] | None:
@@ -31,11 +28,8 @@ def _proto(doc: Doc, node: Node) -> int | None:
     text = doc.item_text(node, "protocol")
     if text is None:
         return None
-    if _NUMBER_RE.fullmatch(text):
-        if int(text) <= 255:
-            return int(text)
-        doc.error(node, f"protocol number {text} is out of range 0-255")
-        return None
+    if NUMBER_RE.fullmatch(text):
+        return int(text) if in_bound(doc, node, int(text), "protocol number", 255) else None
     number = PROTO_NAMES.get(text.lower())
     if number is None:
         names = list(PROTO_NAMES)
@@ -45,47 +39,7 @@ def _proto(doc: Doc, node: Node) -> int | None:
 
 def parse_ports(doc: Doc, node: Node, key: str) -> tuple[PortRange, ...] | None:
     """Ports and ranges, sorted with overlapping and adjacent ranges merged."""
-    ranges: list[PortRange] = []
-    ok = True
-    for item in doc.items(node, key) or ():
-        port_range = _port_range(doc, item)
-        ok = ok and port_range is not None
-        if port_range is not None:
-            ranges.append(port_range)
-    if not ok or not ranges:
-        return None
-    return _merge_ranges(ranges)
-
-
-def _port_range(doc: Doc, node: Node) -> PortRange | None:
-    text = doc.item_text(node, "port")
-    if text is None:
-        return None
-    match = _PORT_RE.fullmatch(text)
-    if not match:
-        doc.error(node, f"bad port {show(text)}; expected a number 0-65535 or a range like '1000-2000'")
-        return None
-    lo = int(match.group(1))
-    hi = int(match.group(2)) if match.group(2) is not None else lo
-    for port in (lo, hi):
-        if port > 65535:
-            doc.error(node, f"port {port} is out of range 0-65535")
-            return None
-    if lo > hi:
-        doc.error(node, f"port range {show(text)} is reversed (write {hi}-{lo})")
-        return None
-    return PortRange(lo, hi)
-
-
-def _merge_ranges(ranges: list[PortRange]) -> tuple[PortRange, ...]:
-    merged: list[PortRange] = []
-    for current in sorted(ranges):
-        if merged and current.lo <= merged[-1].hi + 1:
-            last = merged[-1]
-            merged[-1] = PortRange(last.lo, max(last.hi, current.hi))
-        else:
-            merged.append(current)
-    return tuple(merged)
+    return parse_ranges(doc, node, key, PORT)
 
 
 def check_port_protos(
