@@ -3,7 +3,7 @@
 This module reads the directory (which ``*.yaml`` files, as UTF-8), merges
 its files into one :class:`model.Config` and checks what spans files:
 the same setting, interface or rule name in two places, the number of
-rules, the address capacity.  What one file says is parsed by the modules
+rules, that the interfaces rules name are configured, the address capacity.  What one file says is parsed by the modules
 below it: :mod:`xdpd.yamldoc` (YAML nodes with their ``file:line:col``),
 :mod:`xdpd.settingsparse`, :mod:`xdpd.ifaceparse` and :mod:`xdpd.ruleparse`
 (one section each).
@@ -30,7 +30,7 @@ from xdpd.problems import ConfigError, Problem, format_origin, show
 from xdpd.ruleaddrs import ListFiles
 from xdpd.ruleparse import RuleResult, parse_rules
 from xdpd.settingsparse import MAX_ADDRESSES_LIMIT, parse_settings
-from xdpd.yamldoc import Doc, compose
+from xdpd.yamldoc import Doc, compose, suggest
 
 __all__ = [
     "MAX_RULES",
@@ -157,6 +157,7 @@ class _Builder:
     rules: list[Rule] = field(default_factory=list)
     rule_names: dict[str, Origin] = field(default_factory=dict)
     rule_count: int = 0
+    rule_interfaces: list[tuple[str, Origin]] = field(default_factory=list)
     cache: ListCache | None = None
 
     def __post_init__(self) -> None:
@@ -224,6 +225,7 @@ class _Builder:
                 )
             else:
                 self.rule_names[result.name] = result.name_origin
+        self.rule_interfaces.extend(result.interfaces)
         if result.rule is not None:
             self.rules.append(result.rule)
 
@@ -232,6 +234,7 @@ class _Builder:
 
     def finish(self) -> Config:
         settings = Settings(**{key: value for key, (value, _) in self.settings.items()})
+        self._check_rule_interfaces()
         if not self.problems:
             self._check_capacity(settings)
         if self.problems:
@@ -245,6 +248,18 @@ class _Builder:
             rules=tuple(self.rules),
             files=tuple(self.files),
         )
+
+    def _check_rule_interfaces(self) -> None:
+        """A rule's ``interfaces`` name interfaces configured in some file of the dir.
+
+        One configured but invalid counts as configured: it was reported
+        where it is configured.
+        """
+        names = list(self.interfaces)
+        for name, origin in self.rule_interfaces:
+            if name not in self.interfaces:
+                hint = suggest(name, names) if names else "; no interface is configured"
+                self._error(origin, f"interface {show(name)} is not configured under 'interfaces'" + hint)
 
     def _check_capacity(self, settings: Settings) -> None:
         """Host addresses per direction and family must fit the exact-address maps."""

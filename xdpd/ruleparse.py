@@ -1,9 +1,10 @@
 """The ``rules:`` list: each rule's keys, name and action, its fields assembled into a :class:`model.Rule`.
 
 The fields have their own modules by concern (:mod:`xdpd.ruleaddrs`,
-:mod:`xdpd.ruleproto`); a new field gets its parser there or in a module of
+:mod:`xdpd.ruleproto`, :mod:`xdpd.rulematch`); a new field gets its parser there or in a module of
 its own, its key in :data:`RULE_KEYS` and its place in :func:`_rule`.
-Checks that span rules (duplicate names, how many) are :mod:`xdpd.config`'s.
+Checks that span rules or files (duplicate names, how many, whether the
+interfaces a rule names are configured) are :mod:`xdpd.config`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from xdpd.model import Action, Origin, Rule
 from xdpd.problems import show
 from xdpd.ruleaddrs import ListFiles, parse_addresses
+from xdpd.rulematch import MATCH_KEYS, parse_match_fields
 from xdpd.ruleproto import PORT_KEYS, check_port_protos, parse_ports, parse_protos
 from xdpd.yamldoc import Doc, Fields, is_null, kind
 
@@ -31,6 +33,8 @@ RULE_KEYS = (
     "proto",
     "src_port",
     "dst_port",
+    "interfaces",
+    *MATCH_KEYS,
 )
 _RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
 
@@ -43,6 +47,8 @@ class RuleResult:
     rule: Rule | None = None
     name: str | None = None
     name_origin: Origin | None = None
+    interfaces: tuple[tuple[str, Origin], ...] = ()
+    """The interface names the rule is restricted to, each where it is written."""
 
 
 def parse_rules(doc: Doc, node: Node, list_files: ListFiles) -> Iterator[RuleResult]:
@@ -74,6 +80,9 @@ def _rule(doc: Doc, node: Node, list_files: ListFiles) -> RuleResult:
     protos = parse_protos(doc, fields["proto"][1]) if "proto" in fields else None
     ports = {key: parse_ports(doc, fields[key][1], key) if key in fields else None for key in PORT_KEYS}
     check_port_protos(doc, fields, ports, protos)
+    match = parse_match_fields(doc, fields, protos)
+    if "interfaces" in fields:
+        result.interfaces = _interfaces(doc, fields["interfaces"][1])
     if len(doc.problems) == start and name is not None and action is not None:
         result.rule = Rule(
             name=name,
@@ -85,6 +94,8 @@ def _rule(doc: Doc, node: Node, list_files: ListFiles) -> RuleResult:
             dst_ports=ports["dst_port"],
             src_files=src_files,
             dst_files=dst_files,
+            interfaces=tuple(sorted({name for name, _ in result.interfaces})) or None,
+            **match,
             origin=result.origin,
         )
     return result
@@ -115,3 +126,14 @@ def _rule_name(doc: Doc, node: Node, fields: Fields) -> str | None:
         doc.error(name_node, f"bad rule name {show(name)}: use 1-63 characters A-Z a-z 0-9 _ . : -")
         return None
     return name
+
+
+def _interfaces(doc: Doc, node: Node) -> tuple[tuple[str, Origin], ...]:
+    """The names of ``interfaces:`` with their origins; whether they are configured is checked
+    across files by :mod:`xdpd.config`."""
+    refs = []
+    for item in doc.items(node, "interfaces") or ():
+        name = doc.item_text(item, "interface name")
+        if name is not None:
+            refs.append((name, doc.origin(item)))
+    return tuple(refs)
