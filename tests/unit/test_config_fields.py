@@ -182,7 +182,8 @@ def test_icmp_type(tmp_path: Path, proto: str, value: str, expected: set[tuple[i
 @pytest.mark.parametrize(
     ("proto", "value", "col", "message"),
     [
-        ("icmp", "echo-requst", 16, "unknown icmp type 'echo-requst'; did you mean 'echo-request'? (or a number 0-255)"),
+        ("icmp", "echo-requst", 16,
+         "unknown icmp type 'echo-requst'; did you mean 'echo-request'? (or a number 0-255)"),
         ("[icmp, icmpv6]", "ping", 16, "unknown icmp or icmpv6 type 'ping'; expected one of: echo-reply, "
          "destination-unreachable, source-quench, redirect, echo-request, router-advertisement, router-solicitation, "
          "time-exceeded, parameter-problem, timestamp-request, timestamp-reply, packet-too-big, "
@@ -198,7 +199,8 @@ def test_icmp_type(tmp_path: Path, proto: str, value: str, expected: set[tuple[i
     ],
 )
 def test_bad_icmp_type(tmp_path: Path, proto: str, value: str, col: int, message: str) -> None:
-    assert rule_problems(tmp_path, f"    proto: {proto}\n    icmp_type: {value}\n") == [f"rules.yaml:5:{col}: {message}"]
+    body = f"    proto: {proto}\n    icmp_type: {value}\n"
+    assert rule_problems(tmp_path, body) == [f"rules.yaml:5:{col}: {message}"]
 
 
 @pytest.mark.parametrize("proto", ["", "    proto: tcp\n", "    proto: [icmp, udp]\n", "    proto: 47\n"])

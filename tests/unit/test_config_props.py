@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from xdpd.config import MAX_RULES, ConfigError, ListCache, parse_config_text
-from xdpd.model import Config
+from xdpd.model import ICMP_PROTOS, Config
 
 VALID = """\
 settings: {log_interval: 60, check_interval: 30, detach_on_stop: true, max_addresses: 2000000}
 interfaces:
-  eth0: {mode: auto, default: pass}
+  eth0: {mode: auto, default: pass, observe: false}
   eth1: {}
 rules:
   - name: drop-bad-net
@@ -34,8 +34,10 @@ rules:
     proto: [udp, tcp]
     src_port: 53
     dst_port: [22, "8000-8080"]
-  - {name: count-all, action: count, dst_file: [list.txt]}
+  - {name: count-all, action: count, dst_file: [list.txt], interfaces: [eth1]}
   - {name: b, action: pass, dst: *nets}
+  - {name: syn, action: drop, proto: tcp, tcp_flags: "syn,!ack", ttl: "0-2", length: [60, "1400-65535"]}
+  - {name: ping, action: drop, proto: [icmp, icmpv6], icmp_type: [echo-request, 3], icmp_code: "0-3", vlan: 20}
 """
 
 _TOKENS = list(" \t\n-:#{}[],&*!|>'\"%@`?~.0123456789/abcxyz\\") + ["\x00", "é", "\r", "<<", "!!int ", "- "]
@@ -44,7 +46,8 @@ _INSERTION = st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=8).map("".j
 _KEYS = [
     "settings", "interfaces", "rules", "log_interval", "check_interval", "detach_on_stop", "max_addresses",
     "mode", "default", "name", "action", "src", "dst", "src_file", "dst_file", "proto", "src_port",
-    "dst_port", "eth0", "actoin", "comment", "<<", "~", "1", "'quoted key'", "[a, b]", "{x: 1}", "? complex",
+    "dst_port", "interfaces", "tcp_flags", "icmp_type", "icmp_code", "ttl", "length", "vlan", "observe",
+    "eth0", "actoin", "comment", "<<", "~", "1", "'quoted key'", "[a, b]", "{x: 1}", "? complex",
 ]  # fmt: skip
 _VALUES = [
     "0", "-1", "1", "30", "65535", "65536", "0x16", "022", "1e3", ".inf", "-.nan", "1.5", "99999999999999999999",
@@ -54,6 +57,8 @@ _VALUES = [
     "1:2:3:4:5:6:7:8", "fe80::1%eth0", "2024-01-01", "!!binary aGk=", "!!int x", "!!float y", "!!str 5",
     "!!python/object:os.system x", "!unknown z", "&a 5", "*nets", "*undefined", "|\n  block", ">-\n  folded",
     "list.txt", "bad.txt", "binary.txt", "missing.txt", ".", "/dev/null", "'a\\x00b'", '"\\0"', "a" * 70,
+    "4095", "4096", "'syn,!ack'", "'!syn'", "!ack", "'syn,,ack'", "'syn,!syn'", "sny", "echo-request",
+    "packet-too-big", "neighbor-solicitation", "eth1", "[eth0, eth9]", "'0-2'", "255-0",
     "[" * 5, "}", "- x", "'unterminated", '"also', "@reserved", "`tick", "%directive",
 ]  # fmt: skip
 _SCALAR = re.compile(r"(?<=[:\[,] )[^\s,\[\]{}]+|(?<=- )[^\s:,\[\]{}]+")
@@ -118,7 +123,8 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_valid_seed_loads(fuzz_dir: Path) -> None:
     config = parse_config_text(VALID, str(fuzz_dir / "rules.yaml"))
-    assert len(config.rules) == 3
+    assert len(config.rules) == 5
+    assert config.interface("eth0") is not None and config.interface("eth0").observe is False
     assert config.settings.check_interval == 30.0
 
 
@@ -179,6 +185,13 @@ def check_promises(config: Config) -> None:
         for ports in (rule.src_ports, rule.dst_ports):
             assert ports is None or all(0 <= p.lo <= p.hi <= 65535 for p in ports)
         assert rule.protos is None or (rule.protos and all(0 <= p <= 255 for p in rule.protos))
+        for ranges, bound in ((rule.icmp_codes, 255), (rule.ttl, 255), (rule.length, 65535), (rule.vlans, 4095)):
+            assert ranges is None or (ranges and all(0 <= r.lo <= r.hi <= bound for r in ranges))
+        assert rule.interfaces is None or set(rule.interfaces) <= {i.name for i in config.interfaces}
+        assert rule.tcp_flags is None or (rule.protos == {6} and rule.tcp_flags.value & ~rule.tcp_flags.mask == 0)
+        assert rule.icmp_types is None or (rule.protos and rule.protos <= ICMP_PROTOS)
+        assert rule.icmp_codes is None or rule.icmp_types is not None
+    assert all(isinstance(i.observe, bool) for i in config.interfaces)
     settings = config.settings
     assert settings.log_interval > 0 and settings.check_interval > 0
     assert isinstance(settings.detach_on_stop, bool)
