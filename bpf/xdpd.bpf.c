@@ -20,6 +20,13 @@
  *              filter: bitmap[2^24]       one bit per hash value of every
  *                                          exact key (both banks): a clear bit
  *                                          proves a miss without the hash map
+ *   ttl        array[bank][256]           IPv4 TTL / IPv6 hop limit
+ *   length     array[bank][65536]         IP packet length
+ *   vlan       array[bank][4096 + 1]      outer VLAN id; 4096: untagged
+ *   tcp_flags  array[bank][256]           the TCP flags byte
+ *   icmp_type  array[bank][v4|v6][256]
+ *   icmp_code  array[bank][256]
+ *   iface      array[bank][iface slot]    rules that apply on the interface
  *
  * Rules without a constraint on a field have their bit set everywhere for
  * that field ("wild").  The packet that matches nothing is the common case,
@@ -33,6 +40,15 @@
  * Every key carries a bank number.  Userspace writes a new rule set into the
  * inactive bank and switches with one write to `state`: a packet sees either
  * the old or the new rule set, never a mix, and never none.
+ *
+ * The header fields after the ports (ttl ... icmp_code) and the interface
+ * mask are consulted only when some rule of the bank uses them (F_HDR,
+ * F_SCOPED): a rule set without them pays one flags test.  A non-first
+ * fragment carries no TCP or ICMP header, so rules naming tcp_flags or an
+ * ICMP type or code do not match it (as with ports).
+ *
+ * An interface in observe mode is classified and counted as usual, but what
+ * would be dropped is passed and counted as observe_drop_*.
  *
  * Malformed frames (truncated headers, bad IP version or header length, an
  * IPv6 extension chain deeper than MAX_V6_EXT) are dropped and counted apart:
@@ -70,6 +86,9 @@
 #define PORT_SLOTS 65537
 #define FILTER_BITS 24
 #define FILTER_WORDS (1 << (FILTER_BITS - 6))
+#define VLAN_UNTAGGED 4096
+#define VLAN_SLOTS 4097
+#define LEN_SLOTS 65536
 
 /* Verdicts counted per interface; mirrored in xdpd/layout.py. */
 #define V_PASS_RULE 0
@@ -78,7 +97,10 @@
 #define V_DROP_DEFAULT 3
 #define V_DROP_MALFORMED 4
 #define V_PASS_EXEMPT 5		/* ARP / IPv6 ND passed despite default drop */
-#define NVERDICTS 6
+#define V_OBSERVE_DROP_RULE 6	/* observe mode: would have been dropped ... */
+#define V_OBSERVE_DROP_DEFAULT 7
+#define V_OBSERVE_DROP_MALFORMED 8
+#define NVERDICTS 9
 
 #define ACT_PASS 0
 #define ACT_DROP 1
@@ -101,6 +123,8 @@
 #define F_DST4_SMALL (1 << 10)
 #define F_DST6_SMALL (1 << 11)
 #define SMALL_MAX 8
+#define F_SCOPED (1 << 12)	/* some rule applies on some interfaces only */
+#define F_HDR (1 << 13)		/* some rule matches ttl, length, vlan, tcp_flags or icmp */
 
 struct mask {
 	u64 w[2];
@@ -114,6 +138,12 @@ struct bank_cfg {
 	struct mask proto_wild;		/* rules that name no protocol */
 	struct mask sport_wild;		/* ... no source port */
 	struct mask dport_wild;		/* ... no destination port */
+	struct mask ttl_wild;		/* ... no ttl (and so on) */
+	struct mask len_wild;
+	struct mask vlan_wild;
+	struct mask tcpf_wild;
+	struct mask icmpt_wild;
+	struct mask icmpc_wild;
 	u32 flags;
 	u32 nrules;
 };
@@ -136,7 +166,10 @@ struct rule_ent {
 struct iface_ent {
 	u8 enabled;
 	u8 default_drop;
+	u8 observe;
+	u8 pad;
 	u16 slot;
+	u16 pad2;
 };
 
 struct counter {
@@ -233,7 +266,13 @@ struct pkt {
 	u32 proto;
 	u32 sport;		/* host order, or NO_PORT */
 	u32 dport;
+	u32 l4;			/* the TCP or ICMP header was read (first fragment) */
 	u32 icmp_type;
+	u32 icmp_code;
+	u32 tcp_flags;
+	u32 ttl;
+	u32 len;		/* IP packet length */
+	u32 vlan;		/* outer VLAN id, or VLAN_UNTAGGED */
 	u32 s4, d4;
 	u8 s6[16], d6[16];
 };
@@ -262,6 +301,13 @@ BPF_TABLE_PINNED("array", u32, u64, src4_filter, FILTER_WORDS, PIN_DIR "/src4_fi
 BPF_TABLE_PINNED("array", u32, u64, dst4_filter, FILTER_WORDS, PIN_DIR "/dst4_filter");
 BPF_TABLE_PINNED("array", u32, u64, src6_filter, FILTER_WORDS, PIN_DIR "/src6_filter");
 BPF_TABLE_PINNED("array", u32, u64, dst6_filter, FILTER_WORDS, PIN_DIR "/dst6_filter");
+BPF_TABLE_PINNED("array", u32, struct mask, ttl_mask, 2 * 256, PIN_DIR "/ttl_mask");
+BPF_TABLE_PINNED("array", u32, struct mask, len_mask, 2 * LEN_SLOTS, PIN_DIR "/len_mask");
+BPF_TABLE_PINNED("array", u32, struct mask, vlan_mask, 2 * VLAN_SLOTS, PIN_DIR "/vlan_mask");
+BPF_TABLE_PINNED("array", u32, struct mask, tcpf_mask, 2 * 256, PIN_DIR "/tcpf_mask");
+BPF_TABLE_PINNED("array", u32, struct mask, icmpt_mask, 2 * 2 * 256, PIN_DIR "/icmpt_mask");
+BPF_TABLE_PINNED("array", u32, struct mask, icmpc_mask, 2 * 256, PIN_DIR "/icmpc_mask");
+BPF_TABLE_PINNED("array", u32, struct mask, iface_rules, 2 * MAX_IFACES, PIN_DIR "/iface_rules");
 BPF_TABLE_PINNED("array", u32, struct iface_ent, iface_cfg, 2 * IFINDEX_MAX, PIN_DIR "/iface_cfg");
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, iface_stats, MAX_IFACES * NVERDICTS, PIN_DIR "/iface_stats");
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, rule_stats, MAX_RULE_SLOTS, PIN_DIR "/rule_stats");
@@ -344,6 +390,8 @@ static __always_inline int parse_l4(void *l4, void *end, struct pkt *p)
 			return P_MALFORMED;
 		p->sport = bpf_ntohs(t->source);
 		p->dport = bpf_ntohs(t->dest);
+		p->tcp_flags = ((u8 *)t)[13];
+		p->l4 = 1;
 	} else if (p->proto == IPPROTO_UDP) {
 		struct udphdr *u = l4;
 		if ((void *)(u + 1) > end)
@@ -355,6 +403,8 @@ static __always_inline int parse_l4(void *l4, void *end, struct pkt *p)
 		if ((void *)(icmp + 8) > end)
 			return P_MALFORMED;
 		p->icmp_type = icmp[0];
+		p->icmp_code = icmp[1];
+		p->l4 = 1;
 	}
 	return P_IP;
 }
@@ -371,6 +421,8 @@ static __always_inline int parse_v4(void *cur, void *end, struct pkt *p)
 	p->proto = ip->protocol;
 	p->s4 = ip->saddr;
 	p->d4 = ip->daddr;
+	p->ttl = ip->ttl;
+	p->len = bpf_ntohs(ip->tot_len);
 	/* A non-first fragment carries no L4 header: ports stay NO_PORT. */
 	if (bpf_ntohs(ip->frag_off) & 0x1fff)
 		return P_IP;
@@ -385,6 +437,10 @@ static __always_inline int parse_v6(void *cur, void *end, struct pkt *p)
 	p->family = 6;
 	__builtin_memcpy(p->s6, &ip6->saddr, 16);
 	__builtin_memcpy(p->d6, &ip6->daddr, 16);
+	p->ttl = ip6->hop_limit;
+	p->len = bpf_ntohs(ip6->payload_len) + 40;
+	if (p->len > LEN_SLOTS - 1)
+		p->len = LEN_SLOTS - 1;	/* the longest the config can name */
 	u32 nh = ip6->nexthdr;
 	int nonfirst = 0;
 	cur = ip6 + 1;
@@ -434,6 +490,8 @@ static __always_inline int parse(void *data, void *end, struct pkt *p)
 				return P_MALFORMED;
 			proto = v->proto;
 			cur = v + 1;
+			if (i == 0)
+				p->vlan = bpf_ntohs(v->tci) & 0xfff;
 		}
 	}
 	if (proto == bpf_htons(ETH_P_IP))
@@ -677,12 +735,87 @@ static __always_inline void count_matched(struct xdp_md *ctx)
 	count_word(bank, 64, b1, bytes);
 }
 
+/* The header fields after the ports: only called when some rule uses one.
+ * Returns 0 when the mask went empty (no rule can match), 1 otherwise, -1
+ * when a map read failed. */
+static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, const struct pkt *p,
+					 struct mask *m)
+{
+	u32 k;
+	struct mask *f;
+	if (needs(m, &bc->ttl_wild)) {
+		k = bank * 256 + (p->ttl & 0xff);
+		f = ttl_mask.lookup(&k);
+		if (!f)
+			return -1;
+		mask_and(m, f);
+	}
+	if (needs(m, &bc->len_wild)) {
+		k = bank * LEN_SLOTS + (p->len & 0xffff);
+		f = len_mask.lookup(&k);
+		if (!f)
+			return -1;
+		mask_and(m, f);
+	}
+	if (needs(m, &bc->vlan_wild)) {
+		k = bank * VLAN_SLOTS + (p->vlan > VLAN_UNTAGGED ? VLAN_UNTAGGED : p->vlan);
+		f = vlan_mask.lookup(&k);
+		if (!f)
+			return -1;
+		mask_and(m, f);
+	}
+	if (needs(m, &bc->tcpf_wild)) {
+		if (p->proto == IPPROTO_TCP && p->l4) {
+			k = bank * 256 + (p->tcp_flags & 0xff);
+			f = tcpf_mask.lookup(&k);
+			if (!f)
+				return -1;
+			mask_and(m, f);
+		} else {
+			mask_and(m, &bc->tcpf_wild);
+		}
+	}
+	int icmp = (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4;
+	if (needs(m, &bc->icmpt_wild)) {
+		if (icmp) {
+			k = (bank * 2 + (p->family == 6)) * 256 + (p->icmp_type & 0xff);
+			f = icmpt_mask.lookup(&k);
+			if (!f)
+				return -1;
+			mask_and(m, f);
+		} else {
+			mask_and(m, &bc->icmpt_wild);
+		}
+	}
+	if (needs(m, &bc->icmpc_wild)) {
+		if (icmp) {
+			k = bank * 256 + (p->icmp_code & 0xff);
+			f = icmpc_mask.lookup(&k);
+			if (!f)
+				return -1;
+			mask_and(m, f);
+		} else {
+			mask_and(m, &bc->icmpc_wild);
+		}
+	}
+	return !is_empty(m);
+}
+
 /* Returns a verdict index (V_*). */
-static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, struct pkt *p, u64 bytes,
-				    int *counting)
+static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, u32 iface_slot, struct pkt *p,
+				    u64 bytes, int *counting)
 {
 	u32 flags = bc->flags;
 	struct mask m = bc->all;
+	if (flags & F_SCOPED) {
+		u32 ik = bank * MAX_IFACES + (iface_slot & (MAX_IFACES - 1));
+		struct mask *im = iface_rules.lookup(&ik);
+		if (!im)
+			return V_PASS_DEFAULT;
+		mask_and(&m, im);
+		if (is_empty(&m))
+			return NVERDICTS;
+	}
 
 	/* Each lookup only when a remaining rule constrains its field. */
 	u32 k;
@@ -720,6 +853,13 @@ static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, struct 
 			return V_PASS_DEFAULT;
 		mask_and(&m, f);
 		if (is_empty(&m))
+			return NVERDICTS;
+	}
+	if (flags & F_HDR) {
+		int r = match_headers(bc, bank, p, &m);
+		if (r < 0)
+			return V_PASS_DEFAULT;
+		if (!r)
 			return NVERDICTS;
 	}
 
@@ -811,7 +951,7 @@ int xdpd_main(struct xdp_md *ctx)
 		return XDP_PASS;
 	u32 default_v = ie->default_drop ? V_DROP_DEFAULT : V_PASS_DEFAULT;
 
-	struct pkt p = {.sport = NO_PORT, .dport = NO_PORT};
+	struct pkt p = {.sport = NO_PORT, .dport = NO_PORT, .vlan = VLAN_UNTAGGED};
 	int counting = 0;
 	u32 v;
 	switch (parse(data, end, &p)) {
@@ -825,14 +965,20 @@ int xdpd_main(struct xdp_md *ctx)
 		v = default_v;
 		break;
 	default:
-		v = classify(bc, bank, &p, bytes, &counting);
+		v = classify(bc, bank, ie->slot, &p, bytes, &counting);
 		if (v == NVERDICTS)
 			v = (ie->default_drop && is_nd(&p)) ? V_PASS_EXEMPT : default_v;
 	}
 
+	int action = (v == V_DROP_RULE || v == V_DROP_DEFAULT || v == V_DROP_MALFORMED) ? XDP_DROP : XDP_PASS;
+	if (action == XDP_DROP && ie->observe) {
+		/* V_DROP_RULE, V_DROP_DEFAULT, V_DROP_MALFORMED -> V_OBSERVE_DROP_* */
+		v = v == V_DROP_RULE ? V_OBSERVE_DROP_RULE :
+		    v == V_DROP_DEFAULT ? V_OBSERVE_DROP_DEFAULT : V_OBSERVE_DROP_MALFORMED;
+		action = XDP_PASS;
+	}
 	u32 sk = ie->slot * NVERDICTS + v;
 	bump(iface_stats.lookup(&sk), bytes);
-	int action = (v == V_DROP_RULE || v == V_DROP_DEFAULT || v == V_DROP_MALFORMED) ? XDP_DROP : XDP_PASS;
 	if (counting)
 		count_matched(ctx);
 	return action;

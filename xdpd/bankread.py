@@ -13,14 +13,14 @@ import ctypes as ct
 
 from . import layout
 from .maps import PinnedMaps
-from .tables import AddrTable, BankImage, IfaceEntry
+from .tables import ARRAY_MAPS, CFG_MASKS, AddrTable, BankImage, IfaceEntry
 
 
 def read_banks(maps: PinnedMaps) -> tuple[BankImage, BankImage]:
     """What banks 0 and 1 hold."""
     st = maps.state()
     arrays = {name: maps[name].array_values()
-              for name in ("proto_mask", "sport_mask", "dport_mask", "iface_cfg")}
+              for name in [m for m, _, _ in ARRAY_MAPS] + ["iface_cfg", "iface_rules"]}
     addrs: list[dict] = [{}, {}]
     for direction in ("src", "dst"):
         for family in (4, 6):
@@ -36,16 +36,24 @@ def read_banks(maps: PinnedMaps) -> tuple[BankImage, BankImage]:
     return tuple(_image_of(maps, bank, st.cfg[bank], arrays, addrs[bank]) for bank in (0, 1))
 
 
-def enabled_ifaces(iface_cfg: bytes, bank: int) -> list[IfaceEntry]:
-    """The enabled entries of one bank of the ``iface_cfg`` array (its values, packed)."""
-    # struct iface_ent is 4 bytes: enabled, default_drop, slot (u16).
-    assert ct.sizeof(layout.IfaceEnt) == 4
-    words = memoryview(iface_cfg).cast("I")[bank * layout.IFINDEX_MAX:(bank + 1) * layout.IFINDEX_MAX]
+def enabled_ifaces(iface_cfg: bytes, bank: int, iface_rules: bytes | None = None) -> list[IfaceEntry]:
+    """The enabled entries of one bank of the ``iface_cfg`` array (its values, packed).
+
+    With ``iface_rules`` (that array's values, packed), each entry's rule mask
+    is read too; without, it is left 0 (callers that only need ifindexes).
+    """
+    # struct iface_ent is 8 bytes: enabled, default_drop, observe, pad, slot (u16), pad.
+    assert ct.sizeof(layout.IfaceEnt) == 8
+    words = memoryview(iface_cfg).cast("Q")[bank * layout.IFINDEX_MAX:(bank + 1) * layout.IFINDEX_MAX]
     out = []
     for i, w in enumerate(words):
         if w & 0xFF:
-            ent = layout.IfaceEnt.from_buffer_copy(w.to_bytes(4, "little"))
-            out.append(IfaceEntry(i, bool(ent.default_drop), ent.slot))
+            ent = layout.IfaceEnt.from_buffer_copy(w.to_bytes(8, "little"))
+            rules = 0
+            if iface_rules is not None:
+                at = (bank * layout.MAX_IFACES + ent.slot) * ct.sizeof(layout.Mask)
+                rules = int.from_bytes(iface_rules[at:at + ct.sizeof(layout.Mask)], "little")
+            out.append(IfaceEntry(i, bool(ent.default_drop), ent.slot, bool(ent.observe), rules))
     return out
 
 
@@ -54,15 +62,10 @@ def _image_of(maps: PinnedMaps, bank: int, cfg, arrays: dict[str, bytes], addrs:
         return tuple(int.from_bytes(data[i * 16:(i + 1) * 16], "little")
                      for i in range(start, start + count))
     return BankImage(
-        rules=tuple(maps.rule_order(bank)), all_rules=cfg.all.value(), src_wild=cfg.src_wild.value(),
-        dst_wild=cfg.dst_wild.value(), decisive=cfg.decisive.value(), flags=cfg.flags,
-        proto=masks(arrays["proto_mask"], bank * 256, 256),
-        sport=masks(arrays["sport_mask"], bank * layout.PORT_SLOTS, layout.PORT_SLOTS),
-        dport=(),
-        dport_l4=masks(arrays["dport_mask"], bank * 2 * layout.PORT_SLOTS, 2 * layout.PORT_SLOTS),
-        addrs=addrs, ifaces=tuple(enabled_ifaces(arrays["iface_cfg"], bank)),
-        proto_wild=cfg.proto_wild.value(), sport_wild=cfg.sport_wild.value(),
-        dport_wild=cfg.dport_wild.value())
+        rules=tuple(maps.rule_order(bank)), flags=cfg.flags, dport=(), addrs=addrs,
+        ifaces=tuple(enabled_ifaces(arrays["iface_cfg"], bank, arrays["iface_rules"])),
+        **{f: masks(arrays[name], bank * size, size) for name, f, size in ARRAY_MAPS},
+        **{f: getattr(cfg, c).value() for c, f in CFG_MASKS})
 
 
 def _read_exact(maps: PinnedMaps, direction: str, family: int, width: int) -> list[tuple]:

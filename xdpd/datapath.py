@@ -18,7 +18,7 @@ from .bankread import enabled_ifaces, read_banks
 from .filters import ExactFilter
 from .imagediff import diff_array, diff_exact, diff_lpm
 from .maps import PinnedMaps
-from .tables import AddrTable, BankImage, block_index
+from .tables import ARRAY_MAPS, CFG_MASKS, AddrTable, BankImage, block_index
 
 GRACE_SECONDS = 0.05
 """Wait after a bank switch before rewriting the old bank: far longer than
@@ -136,9 +136,7 @@ class Datapath:
         self.known[bank] = image
 
     def _write_arrays(self, bank: int, image: BankImage, old: BankImage | None) -> None:
-        for name, field, size in (("proto_mask", "proto", 256),
-                                  ("sport_mask", "sport", layout.PORT_SLOTS),
-                                  ("dport_mask", "dport_l4", 2 * layout.PORT_SLOTS)):
+        for name, field, size in ARRAY_MAPS:
             values = getattr(image, field)
             changed = diff_array(getattr(old, field) if old else None, values)
             if not changed:
@@ -208,8 +206,10 @@ class Datapath:
         previous = {e.ifindex for e in (old.ifaces if old else
                                         enabled_ifaces(self.maps["iface_cfg"].array_values(), bank))}
         for idx, e in wanted.items():
-            m.update(ct.c_uint32(base + idx),
-                     layout.IfaceEnt(enabled=1, default_drop=int(e.default_drop), slot=e.slot))
+            self.maps["iface_rules"].update(ct.c_uint32(bank * layout.MAX_IFACES + e.slot),
+                                            layout.Mask.of(e.rules))
+            m.update(ct.c_uint32(base + idx), layout.IfaceEnt(
+                enabled=1, default_drop=int(e.default_drop), observe=int(e.observe), slot=e.slot))
         for idx in previous - set(wanted):
             m.update(ct.c_uint32(base + idx), layout.IfaceEnt())
 
@@ -221,12 +221,8 @@ class Datapath:
         m.update_batch(keys, bpfsys.pack_array(ents))
         # Only cfg[bank] changes: a packet reading the active bank sees the same bytes.
         st = self.maps.state()
-        st.cfg[bank] = layout.BankCfg(
-            all=layout.Mask.of(image.all_rules), src_wild=layout.Mask.of(image.src_wild),
-            dst_wild=layout.Mask.of(image.dst_wild), decisive=layout.Mask.of(image.decisive),
-            proto_wild=layout.Mask.of(image.proto_wild), sport_wild=layout.Mask.of(image.sport_wild),
-            dport_wild=layout.Mask.of(image.dport_wild),
-            flags=image.flags, nrules=len(image.rules))
+        st.cfg[bank] = layout.BankCfg(flags=image.flags, nrules=len(image.rules),
+                                      **{c: layout.Mask.of(getattr(image, f)) for c, f in CFG_MASKS})
         self.maps.write_state(st)
 
     def _clear_addresses(self, bank: int) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .packed import PackedKeys, diff_sorted
-from .tables import EMPTY_TABLE, AddrTable, BankImage
+from .tables import ARRAY_MAPS, CFG_MASKS, EMPTY_TABLE, AddrTable, BankImage
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,8 @@ def diff_images(old: BankImage | None, new: BankImage,
 
 def _same_tables(a: BankImage, b: BankImage) -> bool:
     """Same match tables, ignoring the order of entries."""
-    if (a.proto, a.sport, a.dport_l4) != (b.proto, b.sport, b.dport_l4):
-        return False
-    if (a.all_rules, a.src_wild, a.dst_wild, a.decisive, a.flags) != \
-            (b.all_rules, b.src_wild, b.dst_wild, b.decisive, b.flags):
+    if a.flags != b.flags or any(getattr(a, f) != getattr(b, f) for _, f, _ in ARRAY_MAPS) \
+            or any(getattr(a, f) != getattr(b, f) for _, f in CFG_MASKS):
         return False
     for key in set(a.addrs) | set(b.addrs):
         x, y = a.addrs.get(key, EMPTY_TABLE), b.addrs.get(key, EMPTY_TABLE)

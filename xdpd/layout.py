@@ -30,6 +30,9 @@ PORT_SLOTS = 65537
 MASK_WORDS = 2
 FILTER_BITS = 24
 FILTER_WORDS = 1 << (FILTER_BITS - 6)
+VLAN_UNTAGGED = 4096
+VLAN_SLOTS = 4097
+LEN_SLOTS = 65536
 
 ACT_PASS = 0
 ACT_DROP = 1
@@ -48,6 +51,10 @@ class Verdict(enum.IntEnum):
     DROP_DEFAULT = 3
     DROP_MALFORMED = 4
     PASS_EXEMPT = 5
+    OBSERVE_DROP_RULE = 6
+    """Observe mode: would have been dropped by a rule, passed."""
+    OBSERVE_DROP_DEFAULT = 7
+    OBSERVE_DROP_MALFORMED = 8
 
     @property
     def label(self) -> str:
@@ -71,6 +78,10 @@ F_SRC6_SMALL = 1 << 9
 F_DST4_SMALL = 1 << 10
 F_DST6_SMALL = 1 << 11
 SMALL_MAX = 8
+F_SCOPED = 1 << 12
+"""Some rule applies on some interfaces only: the program reads ``iface_rules``."""
+F_HDR = 1 << 13
+"""Some rule matches ttl, length, vlan, tcp_flags or ICMP type/code."""
 
 ADDR_FLAGS = {
     ("src", 4, "exact"): F_SRC4_EXACT,
@@ -108,6 +119,12 @@ class BankCfg(ct.Structure):
         ("proto_wild", Mask),
         ("sport_wild", Mask),
         ("dport_wild", Mask),
+        ("ttl_wild", Mask),
+        ("len_wild", Mask),
+        ("vlan_wild", Mask),
+        ("tcpf_wild", Mask),
+        ("icmpt_wild", Mask),
+        ("icmpc_wild", Mask),
         ("flags", ct.c_uint32),
         ("nrules", ct.c_uint32),
     ]
@@ -125,7 +142,8 @@ class RuleEnt(ct.Structure):
 
 
 class IfaceEnt(ct.Structure):
-    _fields_ = [("enabled", ct.c_uint8), ("default_drop", ct.c_uint8), ("slot", ct.c_uint16)]
+    _fields_ = [("enabled", ct.c_uint8), ("default_drop", ct.c_uint8), ("observe", ct.c_uint8),
+                ("pad", ct.c_uint8), ("slot", ct.c_uint16), ("pad2", ct.c_uint16)]
 
 
 class Counter(ct.Structure):
@@ -219,6 +237,13 @@ MAPS: dict[str, tuple[type, type]] = {
     "dst4_filter": (ct.c_uint32, ct.c_uint64),
     "src6_filter": (ct.c_uint32, ct.c_uint64),
     "dst6_filter": (ct.c_uint32, ct.c_uint64),
+    "ttl_mask": (ct.c_uint32, Mask),
+    "len_mask": (ct.c_uint32, Mask),
+    "vlan_mask": (ct.c_uint32, Mask),
+    "tcpf_mask": (ct.c_uint32, Mask),
+    "icmpt_mask": (ct.c_uint32, Mask),
+    "icmpc_mask": (ct.c_uint32, Mask),
+    "iface_rules": (ct.c_uint32, Mask),
     "iface_cfg": (ct.c_uint32, IfaceEnt),
     "iface_stats": (ct.c_uint32, Counter),
     "rule_stats": (ct.c_uint32, Counter),

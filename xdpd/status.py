@@ -60,10 +60,12 @@ def read_status(pin_dir: str) -> dict[str, Any]:
                 "ifindex": link.ifindex if link else ifindex,
                 "present": link is not None,
                 "default": "drop" if ent is not None and ent.default_drop else "pass",
+                "observe": bool(ent is not None and ent.observe),
                 "counters": counters,
                 "packets": sum(c["packets"] for c in counters.values()),
                 "bytes": sum(c["bytes"] for c in counters.values()),
                 "dropped": sum(c["packets"] for k, c in counters.items() if k.startswith("drop")),
+                "would_drop": sum(c["packets"] for k, c in counters.items() if k.startswith("observe_drop")),
             }
         owners = maps.rule_slots()
         for pos, (action, slot) in enumerate(maps.rule_order(bank)):
@@ -88,12 +90,13 @@ def format_status(st: dict[str, Any]) -> str:
     """A table a person reads at a glance."""
     if "error" in st:
         return f"xdpd: {st['error']} (is the daemon started? see --pin-dir)"
-    lines = ["INTERFACE        ATTACHED  MODE     DEFAULT  PACKETS   DROPPED   MALFORMED"]
+    lines = ["INTERFACE        ATTACHED  MODE     DEFAULT  PACKETS   DROPPED   MALFORMED  OBSERVE: WOULD DROP"]
     for name, i in st["interfaces"].items():
         attached = "yes" if i["attached"] else ("absent" if not i["present"] else "NO")
         lines.append(f"{name:<16} {attached:<9} {i['mode']:<8} {i['default']:<8} "
                      f"{_human(i['packets']):<9} {_human(i['dropped']):<9} "
-                     f"{_human(i['counters']['drop_malformed']['packets'])}")
+                     f"{_human(i['counters']['drop_malformed']['packets']):<10} "
+                     f"{_human(i['would_drop']) if i['observe'] else '-'}")
     if not st["interfaces"]:
         lines.append("(no interfaces configured)")
     lines.append("")

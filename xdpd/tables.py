@@ -18,8 +18,31 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from . import layout
-from .model import Action, AddrSet, Config, Default, PortRange, Rule
+from .model import Action, AddrSet, Config, Default, Rule
+from .fieldtables import (bits, icmp_type_table, port_table, proto_table, range_table, restricted,
+                          tcp_flags_table, wild)
 from .packed import PackedKeys, remove_keys
+
+ARRAY_MAPS: tuple[tuple[str, str, int], ...] = (
+    ("proto_mask", "proto", 256),
+    ("sport_mask", "sport", layout.PORT_SLOTS),
+    ("dport_mask", "dport_l4", 2 * layout.PORT_SLOTS),
+    ("ttl_mask", "ttl", 256),
+    ("len_mask", "length", layout.LEN_SLOTS),
+    ("vlan_mask", "vlan", layout.VLAN_SLOTS),
+    ("tcpf_mask", "tcp_flags", 256),
+    ("icmpt_mask", "icmp_type", 2 * 256),
+    ("icmpc_mask", "icmp_code", 256),
+)
+"""(array map, :class:`BankImage` field, entries per bank) of every per-field table."""
+
+CFG_MASKS: tuple[tuple[str, str], ...] = (
+    ("all", "all_rules"), ("src_wild", "src_wild"), ("dst_wild", "dst_wild"), ("decisive", "decisive"),
+    ("proto_wild", "proto_wild"), ("sport_wild", "sport_wild"), ("dport_wild", "dport_wild"),
+    ("ttl_wild", "ttl_wild"), ("len_wild", "len_wild"), ("vlan_wild", "vlan_wild"),
+    ("tcpf_wild", "tcpf_wild"), ("icmpt_wild", "icmpt_wild"), ("icmpc_wild", "icmpc_wild"),
+)
+"""(``struct bank_cfg`` field, :class:`BankImage` field) of every mask in a bank's settings."""
 
 DIRECTIONS = ("src", "dst")
 FAMILIES = (4, 6)
@@ -84,6 +107,9 @@ class IfaceEntry:
     ifindex: int
     default_drop: bool
     slot: int
+    observe: bool = False
+    rules: int = 0
+    """The rules that apply on this interface (read when the bank is F_SCOPED)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +131,18 @@ class BankImage:
     proto_wild: int = 0                         # rules naming no protocol
     sport_wild: int = 0                         # ... no source port
     dport_wild: int = 0                         # ... no destination port
+    ttl: tuple[int, ...] = ()                   # 256 masks
+    length: tuple[int, ...] = ()                # LEN_SLOTS masks
+    vlan: tuple[int, ...] = ()                  # VLAN_SLOTS masks (the last: untagged)
+    tcp_flags: tuple[int, ...] = ()             # 256 masks
+    icmp_type: tuple[int, ...] = ()             # 2 x 256 masks: ICMP, then ICMPv6
+    icmp_code: tuple[int, ...] = ()             # 256 masks
+    ttl_wild: int = 0
+    len_wild: int = 0
+    vlan_wild: int = 0
+    tcpf_wild: int = 0
+    icmpt_wild: int = 0
+    icmpc_wild: int = 0
 
     def address_count(self) -> int:
         return sum(t.exact_count() // (4 if fam == 4 else 16) + len(t.lpm)
@@ -123,9 +161,9 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
     if len(rules) > layout.MAX_RULES:
         raise ValueError(f"{len(rules)} rules; the XDP program holds at most {layout.MAX_RULES}")
     all_rules = (1 << len(rules)) - 1
-    decisive = _bits(i for i, r in enumerate(rules) if r.action is not Action.COUNT)
-    src_wild = _bits(i for i, r in enumerate(rules) if r.src is None)
-    dst_wild = _bits(i for i, r in enumerate(rules) if r.dst is None)
+    decisive = bits(i for i, r in enumerate(rules) if r.action is not Action.COUNT)
+    src_wild = wild(rules, lambda r: r.src)
+    dst_wild = wild(rules, lambda r: r.dst)
 
     addrs: dict[tuple[str, int], AddrTable] = {}
     flags = 0
@@ -143,6 +181,15 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
                     if table.lpm:
                         flags |= layout.ADDR_FLAGS[(direction, family, "lpm")]
             addrs[(direction, family)] = table
+    if any(r.interfaces is not None for r in rules):
+        flags |= layout.F_SCOPED
+    headers = {
+        "ttl_wild": wild(rules, lambda r: r.ttl), "len_wild": wild(rules, lambda r: r.length),
+        "vlan_wild": wild(rules, lambda r: r.vlans), "tcpf_wild": wild(rules, lambda r: r.tcp_flags),
+        "icmpt_wild": wild(rules, lambda r: r.icmp_types), "icmpc_wild": wild(rules, lambda r: r.icmp_codes),
+    }
+    if any(m != all_rules for m in headers.values()):
+        flags |= layout.F_HDR
 
     return BankImage(
         rules=tuple((layout.ACTION_CODES[r.action.value], rule_slots[r.name]) for r in rules),
@@ -151,71 +198,32 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
         dst_wild=dst_wild,
         decisive=decisive,
         flags=flags,
-        proto=(proto := _proto_table(rules)),
-        sport=_port_table(rules, lambda r: r.src_ports),
-        dport=(dport := _port_table(rules, lambda r: r.dst_ports)),
-        dport_l4=_with_proto(dport, proto[6]) + _with_proto(dport, proto[17]),
+        proto=(proto := proto_table(rules)),
+        sport=port_table(rules, lambda r: r.src_ports),
+        dport=(dport := port_table(rules, lambda r: r.dst_ports)),
+        dport_l4=restricted(dport, proto[6]) + restricted(dport, proto[17]),
         addrs=addrs,
         ifaces=tuple(sorted(ifaces, key=lambda e: e.ifindex)),
-        proto_wild=_bits(i for i, r in enumerate(rules) if r.protos is None),
-        sport_wild=_bits(i for i, r in enumerate(rules) if r.src_ports is None),
-        dport_wild=_bits(i for i, r in enumerate(rules) if r.dst_ports is None),
+        proto_wild=wild(rules, lambda r: r.protos),
+        sport_wild=wild(rules, lambda r: r.src_ports),
+        dport_wild=wild(rules, lambda r: r.dst_ports),
+        ttl=range_table(rules, lambda r: r.ttl, 256),
+        length=range_table(rules, lambda r: r.length, layout.LEN_SLOTS),
+        vlan=range_table(rules, lambda r: r.vlans, layout.VLAN_UNTAGGED, absent_slot=True),
+        tcp_flags=tcp_flags_table(rules),
+        icmp_type=icmp_type_table(rules),
+        icmp_code=range_table(rules, lambda r: r.icmp_codes, 256),
+        **headers,
     )
 
 
 def iface_entries(config: Config, ifindexes: Mapping[str, int],
                   iface_slots: Mapping[str, int]) -> list[IfaceEntry]:
     """Interfaces of ``config`` that exist (have an ifindex) as entries."""
-    return [IfaceEntry(ifindexes[i.name], i.default is Default.DROP, iface_slots[i.name])
+    return [IfaceEntry(ifindexes[i.name], i.default is Default.DROP, iface_slots[i.name], i.observe,
+                       bits(n for n, r in enumerate(config.rules)
+                            if r.interfaces is None or i.name in r.interfaces))
             for i in config.interfaces if i.name in ifindexes]
-
-
-def _bits(indexes: Iterable[int]) -> int:
-    m = 0
-    for i in indexes:
-        m |= 1 << i
-    return m
-
-
-def _proto_table(rules: Sequence[Rule]) -> tuple[int, ...]:
-    table = [0] * 256
-    for i, r in enumerate(rules):
-        bit = 1 << i
-        for p in (range(256) if r.protos is None else r.protos):
-            table[p] |= bit
-    return tuple(table)
-
-
-def _with_proto(ports: tuple[int, ...], proto_mask: int) -> tuple[int, ...]:
-    """A port table restricted to the rules accepting one protocol."""
-    return tuple(m & proto_mask for m in ports)
-
-
-def _port_table(rules: Sequence[Rule], ports_of) -> tuple[int, ...]:
-    """Masks for ports 0..65535 plus the NO_PORT slot.
-
-    Built from the range boundaries rather than port by port: 128 rules with
-    full-range ports would otherwise cost millions of Python operations.
-    """
-    wild = 0
-    ranged: list[tuple[PortRange, int]] = []
-    for i, r in enumerate(rules):
-        ports = ports_of(r)
-        if ports is None:
-            wild |= 1 << i
-        else:
-            ranged.extend((pr, 1 << i) for pr in ports)
-    cuts = sorted({0, layout.NO_PORT} | {pr.lo for pr, _ in ranged} | {pr.hi + 1 for pr, _ in ranged})
-    table: list[int] = []
-    for lo, hi in zip(cuts, cuts[1:]):
-        m = wild
-        for pr, bit in ranged:
-            if pr.lo <= lo and hi - 1 <= pr.hi:
-                m |= bit
-        table.extend([m] * (hi - lo))
-    table.append(wild)  # NO_PORT: only rules that name no port
-    assert len(table) == layout.PORT_SLOTS
-    return tuple(table)
 
 
 def _addr_table(rules: Sequence[Rule], direction: str, family: int) -> AddrTable:
@@ -298,6 +306,11 @@ def rule_digest(rule: Rule) -> int:
     h.update(rule.action.value.encode())
     h.update(repr((sorted(rule.protos) if rule.protos is not None else None,
                    rule.src_ports, rule.dst_ports)).encode())
+    headers = (rule.interfaces, rule.tcp_flags,
+               sorted(rule.icmp_types) if rule.icmp_types is not None else None,
+               rule.icmp_codes, rule.ttl, rule.length, rule.vlans)
+    if any(f is not None for f in headers):  # rules without them keep the digests they had
+        h.update(repr(headers).encode())
     for aset in (rule.src, rule.dst):
         if aset is None:
             h.update(b"\x00any")
