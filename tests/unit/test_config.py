@@ -982,8 +982,13 @@ def test_shipped_examples_are_valid(tmp_path: Path) -> None:
     text = text.replace("/var/lib/xdpd/lab-v6.txt", str(write(tmp_path, "lab-v6.txt", "2001:db8::1\n")))
     (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
     config = load_config(tmp_path)
-    assert [i.name for i in config.interfaces] == ["eth0", "eth1"]
-    assert len(config.rules) == 5
+    assert [(i.name, i.observe) for i in config.interfaces] == [("eth0", False), ("eth1", True)]
+    assert len(config.rules) == 9
+    by_name = {r.name: r for r in config.rules}
+    assert by_name["admin-ssh"].interfaces == ("eth1",)
+    assert by_name["syn-flood-web"].tcp_flags is not None
+    assert by_name["no-ping"].icmp_types == frozenset({(4, 8), (6, 128)})
+    assert by_name["odd-frames"].vlans == (PortRange(20, 20), PortRange(100, 199))
     assert {r.action for r in config.rules} == set(Action)
 
 
