@@ -374,16 +374,20 @@ def frame_arp_request(sender_ip: Addr, target_ip: Addr, sender_mac: Mac = b"\x04
 # --------------------------------------------------------------------------- convenience
 
 
-def _l4(proto: int, sport: int, dport: int, payload: bytes, tcp_flags_: Union[str, int], v6: bool) -> bytes:
-    """Build the L4 part for :func:`frame_v4`/:func:`frame_v6`; ICMP echo uses sport as ident."""
+def _l4(proto: int, sport: int, dport: int, payload: bytes, tcp_flags_: Union[str, int], v6: bool,
+        icmp_type: int | None = None, icmp_code: int = 0) -> bytes:
+    """Build the L4 part for :func:`frame_v4`/:func:`frame_v6`; ICMP uses sport as ident.
+
+    ``icmp_type`` defaults to echo request (8, or 128 for ICMPv6).
+    """
     if proto == IPPROTO_TCP:
         return tcp(sport, dport, tcp_flags_, payload)
     if proto == IPPROTO_UDP:
         return udp(sport, dport, payload)
     if proto == IPPROTO_ICMP and not v6:
-        return icmp(8, 0, payload, ident=sport)
+        return icmp(8 if icmp_type is None else icmp_type, icmp_code, payload, ident=sport)
     if proto == IPPROTO_ICMPV6 and v6:
-        return icmpv6(128, 0, payload, ident=sport)
+        return icmpv6(128 if icmp_type is None else icmp_type, icmp_code, payload, ident=sport)
     return payload
 
 
@@ -396,6 +400,8 @@ def frame_v4(
     *,
     payload: bytes = b"",
     tcp_flags: Union[str, int] = "S",
+    icmp_type: int | None = None,
+    icmp_code: int = 0,
     eth_dst: Mac = b"\x02" * 6,
     eth_src: Mac = b"\x04" * 6,
     vlans: Sequence[tuple[int, int]] = (),
@@ -403,13 +409,13 @@ def frame_v4(
 ) -> bytes:
     """Complete Ethernet + IPv4 + L4 frame.
 
-    ``proto`` is ``"tcp"``, ``"udp"``, ``"icmp"`` (echo request, ident =
-    ``sport``, ports otherwise ignored) or any protocol number (then
-    ``payload`` is the raw L4 data).  ``ip_kw`` goes to :func:`ipv4`
+    ``proto`` is ``"tcp"``, ``"udp"``, ``"icmp"`` (``icmp_type``/``icmp_code``,
+    by default an echo request; ident = ``sport``, ports otherwise ignored)
+    or any other protocol number (then ``payload`` is the raw L4 data).  ``ip_kw`` goes to :func:`ipv4`
     (``ttl``, ``options``, ``frag_offset``, ``more_fragments``, ``ihl`` ...).
     """
     number = proto_number(proto)
-    l4 = _l4(number, sport, dport, payload, tcp_flags, v6=False)
+    l4 = _l4(number, sport, dport, payload, tcp_flags, False, icmp_type, icmp_code)
     return eth(eth_dst, eth_src, ETH_P_IPV4, vlans) + ipv4(src, dst, number, l4, **ip_kw)  # type: ignore[arg-type]
 
 
@@ -426,6 +432,8 @@ def frame_v6(
     exts: Sequence[ExtSpec] = (),
     payload: bytes = b"",
     tcp_flags: Union[str, int] = "S",
+    icmp_type: int | None = None,
+    icmp_code: int = 0,
     eth_dst: Mac = b"\x02" * 6,
     eth_src: Mac = b"\x04" * 6,
     vlans: Sequence[tuple[int, int]] = (),
@@ -441,7 +449,7 @@ def frame_v6(
     :func:`ipv6`.
     """
     number = proto_number(proto)
-    l4 = _l4(number, sport, dport, payload, tcp_flags, v6=True)
+    l4 = _l4(number, sport, dport, payload, tcp_flags, True, icmp_type, icmp_code)
     specs = [(e, {}) if isinstance(e, int) else e for e in exts]
     fragmented = any(k == IPPROTO_FRAGMENT and (kw.get("frag_offset") or kw.get("more_fragments")) for k, kw in specs)
     if not fragmented:

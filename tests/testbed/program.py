@@ -6,10 +6,17 @@ parsed by the real config loader) into the banks and runs crafted frames
 through the kernel's verifier-checked program: no interface is involved.
 BPF_PROG_TEST_RUN reports ingress ifindex 1, so the image enables ifindex 1
 -- a map entry in the test's own maps, nothing is attached to any device.
+
+The entry is built by the daemon's own :func:`xdpd.tables.iface_entries`:
+for a YAML with an ``interfaces:`` section, ``load(..., iface="eth0")``
+makes ifindex 1 play ``eth0`` (its default, observe mode and the rules
+scoped to it); without one, a stand-in interface with ``default`` carries
+every rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import textwrap
@@ -19,6 +26,7 @@ from xdpd.compiler import BuildParams, compile_program
 from xdpd.config import parse_config_text
 from xdpd.datapath import Datapath
 from xdpd.maps import PinnedMaps
+from xdpd.model import Config, Default, Interface
 from xdpd.observed import RuleSlot
 from xdpd.plan import assign_slots
 
@@ -37,8 +45,15 @@ class LoadedProgram:
         self.dp = Datapath(self.maps)
         self.slots: dict[str, int] = {}
 
-    def load(self, yaml_text: str, default: str = "pass") -> None:
-        config = parse_config_text(textwrap.dedent(yaml_text), "test.yaml")
+    def load(self, yaml_text: str, default: str = "pass", iface: str | None = None) -> None:
+        """Write the rule set of ``yaml_text`` into the banks, enabled on ifindex 1 as ``iface``.
+
+        ``iface`` names an interface of the YAML's ``interfaces:`` section
+        (its own default and observe apply, ``default`` must stay "pass");
+        without it the YAML must configure no interface and ifindex 1 is a
+        stand-in with ``default``.
+        """
+        config = _as_ifindex_1(parse_config_text(textwrap.dedent(yaml_text), "test.yaml"), default, iface)
         names = [r.name for r in config.rules]
         retired = {s for n, s in self.slots.items() if n not in names}
         slots = assign_slots(names, self.slots, retired, layout.MAX_RULE_SLOTS)
@@ -46,8 +61,8 @@ class LoadedProgram:
         self.maps.write_rule_slots({slots[r.name]: RuleSlot(r.name, layout.ACTION_CODES[r.action.value])
                                     for r in config.rules}, fresh)
         self.slots = slots
-        image = tables.build_image(config, self.slots,
-                                   [tables.IfaceEntry(1, default == "drop", 0)])
+        name = config.interfaces[0].name if iface is None else iface
+        image = tables.build_image(config, self.slots, tables.iface_entries(config, {name: 1}, {name: 0}))
         self.dp.apply(image)
 
     def run(self, frame: bytes) -> str:
@@ -63,3 +78,19 @@ class LoadedProgram:
     def close(self) -> None:
         self.maps.close()
         shutil.rmtree(self.pin_dir, ignore_errors=True)
+
+
+STAND_IN = "xdpdt-test"
+"""The interface ifindex 1 plays when a test's YAML configures none."""
+
+
+def _as_ifindex_1(config: Config, default: str, iface: str | None) -> Config:
+    if iface is None:
+        if config.interfaces:
+            raise ValueError("the YAML configures interfaces: say which one ifindex 1 is (iface=...)")
+        return dataclasses.replace(config, interfaces=(Interface(STAND_IN, default=Default(default)),))
+    if default != "pass":
+        raise ValueError("with iface=..., the interface's default comes from the YAML")
+    if config.interface(iface) is None:
+        raise ValueError(f"{iface!r} is not configured in the YAML")
+    return config
