@@ -51,9 +51,27 @@ def test_verifier_accepts_every_specialisation(tmp_path):
             shutil.rmtree(pin, ignore_errors=True)
 
 
+# Rule sets none of BASE_FRAMES matches: one port rule, and one rule per field
+# of issue 9 (the program then reads the TTL, length, VLAN, TCP flags and ICMP
+# type and code of every frame).
+TRUNCATION_RULES = {
+    "port": "rules: [{name: other, action: drop, dst_port: 9999}]",
+    "issue-9-fields": """
+        rules:
+          - {name: flags, action: drop, proto: tcp, tcp_flags: "fin,rst"}
+          - {name: icmp, action: drop, proto: [icmp, icmpv6], icmp_type: 3, icmp_code: 1}
+          - {name: ttl, action: drop, ttl: 1}
+          - {name: length, action: drop, length: 9000}
+          - {name: vlan, action: drop, vlan: 999}
+          - {name: all, action: drop, proto: udp, ttl: "60-70", length: "0-8999", vlan: "0-4095", src: 192.0.2.1}
+    """,
+}
+
+
+@pytest.mark.parametrize("rules", sorted(TRUNCATION_RULES))
 @pytest.mark.parametrize("name", sorted(BASE_FRAMES))
-def test_truncated_at_every_offset_is_malformed(prog, name):
-    prog.load("rules: [{name: other, action: drop, dst_port: 9999}]")
+def test_truncated_at_every_offset_is_malformed(prog, name, rules):
+    prog.load(TRUNCATION_RULES[rules])
     frame = BASE_FRAMES[name]
     before = prog.verdict_count(Verdict.DROP_MALFORMED)
     for cut in range(14, len(frame)):

@@ -5,7 +5,7 @@ IPv6, untagged and behind a VLAN or QinQ tag, in first and non-first
 fragments: rules naming tcp_flags or an ICMP type or code need the L4 header
 and so never match a non-first fragment; ttl, length and vlan are in the IP
 and Ethernet headers and do.  Scoping (a rule restricted to another
-interface does not match) and observe mode are in test_observe.py.
+interface does not match) and observe mode are in test_program_scope.py.
 """
 
 from __future__ import annotations
@@ -42,12 +42,6 @@ def frame(family: int, proto: str, tags: str = "untagged", fragment: str = "whol
     return frame_v6(proto, SRC6, DST6, **kw)
 
 
-def check(prog, cases: list[tuple[str, bytes, str]]) -> None:
-    """Run every ``(what, frame, expected verdict)``; report all mismatches at once."""
-    wrong = [(what, want, got) for what, f, want in cases if (got := prog.run(f)) != want]
-    assert not wrong, "\n".join(f"{what}: expected {want}, got {got}" for what, want, got in wrong)
-
-
 def everywhere(build) -> list[tuple[str, bytes, str]]:
     """``build(family, tags)`` -> cases, for both families behind every tag stack."""
     return [(f"v{fam} {tags} {what}", f, want) for fam in (4, 6) for tags in TAGS
@@ -61,7 +55,7 @@ def test_tcp_flags_set_and_clear(prog):
           - {name: syn, action: drop, proto: tcp, tcp_flags: "syn,!ack"}
           - {name: xmas, action: drop, proto: tcp, tcp_flags: "fin,psh,urg"}
     """)
-    check(prog, everywhere(lambda fam, tags: [
+    prog.check(everywhere(lambda fam, tags: [
         ("SYN", frame(fam, "tcp", tags, tcp_flags="S"), "drop"),
         ("SYN+FIN", frame(fam, "tcp", tags, tcp_flags="SF"), "drop"),
         ("SYN+ECE+CWR", frame(fam, "tcp", tags, tcp_flags="SEC"), "drop"),
@@ -76,7 +70,7 @@ def test_tcp_flags_set_and_clear(prog):
         ("non-first fragment", frame(fam, "tcp", tags, "nonfirst", tcp_flags="S"), "pass"),
     ]))
     # IPv4 options move the TCP header; the flags are still found.
-    check(prog, [(f"options {n}", frame_v4("tcp", SRC4, DST4, tcp_flags=flags, options=b"\x01" * n), want)
+    prog.check([(f"options {n}", frame_v4("tcp", SRC4, DST4, tcp_flags=flags, options=b"\x01" * n), want)
                  for n in (4, 40) for flags, want in (("S", "drop"), ("SA", "pass"))])
 
 
@@ -110,7 +104,7 @@ def test_icmp_type_per_family_and_code(prog):
                       frame(fam, proto, tags, "nonfirst", icmp_type=3, icmp_code=2), "pass"))
         return cases
 
-    check(prog, everywhere(build))
+    prog.check(everywhere(build))
 
 
 def test_ttl_and_hop_limit(prog):
@@ -120,7 +114,7 @@ def test_ttl_and_hop_limit(prog):
           - {name: low, action: drop, ttl: "0-2"}
           - {name: odd, action: drop, proto: udp, ttl: [100, 255]}
     """)
-    check(prog, everywhere(lambda fam, tags: [
+    prog.check(everywhere(lambda fam, tags: [
         (f"{proto} ttl {ttl} {fragment}", frame(fam, proto, tags, fragment, ttl=ttl), want)
         for fragment in ("whole", "first", "nonfirst")
         for proto, ttl, want in (("tcp", 0, "drop"), ("udp", 1, "drop"), ("tcp", 2, "drop"), ("udp", 3, "pass"),
@@ -151,10 +145,10 @@ def test_length_is_the_ip_packet_length(prog):
         cases.append(("tcp length 1500", frame(fam, "tcp", tags, payload=tcp_payload), "pass"))
         return cases
 
-    check(prog, everywhere(build))
+    prog.check(everywhere(build))
     # The header says the length, not the frame size: an IPv6 payload length of
     # 65535 (+ 40) is past what the config can name and counts as 65535.
-    check(prog, [("v6 payload length 65535", frame_v6("udp", SRC6, DST6, payload_len=65535), "drop"),
+    prog.check([("v6 payload length 65535", frame_v6("udp", SRC6, DST6, payload_len=65535), "drop"),
                  ("v4 total length 1400", frame_v4("udp", SRC4, DST4, tot_len=1400), "drop"),
                  ("v4 total length 1399", frame_v4("udp", SRC4, DST4, tot_len=1399), "pass")])
 
@@ -188,7 +182,7 @@ def test_vlan_is_the_outer_tag(prog):
             else:
                 f = build(proto, src, dst, vlans=tags, exts=[(44, {"frag_offset": 100})])
             cases.append((f"v{fam} {tags} {proto} non-first fragment", f, want))
-    check(prog, cases)
+    prog.check(cases)
 
 
 def test_all_fields_together_in_first_match_order(prog):
@@ -203,7 +197,7 @@ def test_all_fields_together_in_first_match_order(prog):
     """)
     b4, b6 = "192.0.2.5", "2001:db8:bad::5"
     before = prog.rule("count-big")[0]
-    check(prog, [
+    prog.check([
         ("v4 syn web, ttl 63", frame_v4("tcp", b4, DST4, 999, 443, ttl=63), "drop"),
         ("v6 syn web, hop limit 10", frame_v6("tcp", b6, DST6, 999, 80, hop_limit=10), "drop"),
         ("v4 syn web, ttl 64", frame_v4("tcp", b4, DST4, 999, 443, ttl=64), "pass"),

@@ -69,6 +69,11 @@ class LoadedProgram:
         action, _ = bpfsys.prog_test_run(self.compiled.prog_fd, frame)
         return VERDICTS[action]
 
+    def check(self, cases: list[tuple[str, bytes, str]]) -> None:
+        """Run every ``(what, frame, expected verdict)``; report all mismatches at once."""
+        wrong = [(what, want, got) for what, f, want in cases if (got := self.run(f)) != want]
+        assert not wrong, "\n".join(f"{what}: expected {want}, got {got}" for what, want, got in wrong)
+
     def rule(self, name: str) -> tuple[int, int]:
         return self.maps.counter("rule_stats", self.slots[name])
 
