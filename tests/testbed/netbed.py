@@ -449,7 +449,8 @@ class NetBed:
     # ------------------------------------------------------------------ traffic
 
     def send(self, proto: str, src: str, dst: str | None = None, dport: int = 9, sport: int | None = None,
-             count: int = 1, payload_len: int = 32, timeout: float = 1.0, settle: float = 0.15) -> int:
+             count: int = 1, payload_len: int = 32, timeout: float = 1.0, settle: float = 0.15,
+             tx_opts: traffic.SockOpts = ()) -> int:
         """Send ``count`` packets from the sender namespace with source ``src``; return how many the victim got.
 
         What is counted, per ``proto``:
@@ -463,7 +464,9 @@ class NetBed:
         * ``icmp`` / ``icmpv6``: echo requests answered (distinct echo replies
           from ``dst`` received by a raw socket in the sender).
 
-        ``dst`` defaults to the victim address of ``src``'s family.  After the
+        ``dst`` defaults to the victim address of ``src``'s family.
+        ``tx_opts`` (UDP only) are ``setsockopt`` calls on the sending socket
+        (``(IPPROTO_IP, IP_TTL, 1)``).  After the
         last packet is sent we return as soon as all ``count`` arrived;
         otherwise once nothing new arrived for ``settle`` seconds (what a
         dropped packet costs) or ``timeout`` seconds passed (TCP: at most
@@ -476,7 +479,10 @@ class NetBed:
         wait = Wait(settle=settle, timeout=timeout)
         proto = proto.lower()
         if proto == "udp":
-            return traffic.udp_exchange(self.sender_ns, self.victim_ns, src, dst, dport, sport, count, payload_len, wait)
+            return traffic.udp_exchange(self.sender_ns, self.victim_ns, src, dst, dport, sport, count, payload_len, wait,
+                                        tx_opts)
+        if tx_opts:
+            raise ValueError("tx_opts are for udp only")
         if proto == "tcp":
             return traffic.tcp_exchange(self.sender_ns, self.victim_ns, src, dst, dport, sport, count, wait)
         if proto in ("icmp", "icmpv6"):

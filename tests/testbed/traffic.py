@@ -28,10 +28,13 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from tests.testbed import frames
 from tests.testbed.netns import ns_socket
+
+if TYPE_CHECKING:
+    from tests.testbed.netbed import NetBed
 
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # not exported by Python 3.11
 
@@ -91,25 +94,44 @@ def _close_all(socks: Iterable[socket.socket]) -> None:
 # --------------------------------------------------------------------------- UDP
 
 
+SockOpts = Sequence[tuple[int, int, int]]
+"""``(level, option, value)`` for ``setsockopt`` on a sending socket, e.g. ``(IPPROTO_IP, IP_TTL, 1)``."""
+
+
 def udp_exchange(sender_ns: str, victim_ns: str, src: str, dst: str, dport: int, sport: int | None,
-                 count: int, payload_len: int, wait: Wait) -> int:
+                 count: int, payload_len: int, wait: Wait, tx_opts: SockOpts = ()) -> int:
     """Send ``count`` datagrams src->dst:dport; return how many a victim socket received.
 
     The victim socket is bound to the wildcard address on ``dport`` and only
     datagrams whose source address is ``src`` are counted, so stray traffic
-    cannot inflate the result.
+    cannot inflate the result.  ``tx_opts`` are set on the sending socket.
     """
     fam = family_of(dst)
-    rx = ns_socket(victim_ns, fam, socket.SOCK_DGRAM)
     tx = ns_socket(sender_ns, fam, socket.SOCK_DGRAM)
+    try:
+        for opt in tx_opts:
+            tx.setsockopt(*opt)
+        tx.bind((src, sport or 0))
+        payload = b"x" * payload_len
+
+        def send() -> None:
+            for _ in range(count):
+                tx.sendto(payload, (dst, dport))
+
+        return udp_receive(victim_ns, fam, src, dport, count, wait, send)
+    finally:
+        tx.close()
+
+
+def udp_receive(victim_ns: str, fam: int, src: str, dport: int, count: int, wait: Wait,
+                send: Callable[[], None]) -> int:
+    """Bind a victim socket on ``dport``, call ``send()``, return how many datagrams from ``src`` arrived."""
+    rx = ns_socket(victim_ns, fam, socket.SOCK_DGRAM)
     try:
         rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
         rx.bind((wildcard(fam), dport))
         rx.setblocking(False)
-        tx.bind((src, sport or 0))
-        payload = b"x" * payload_len
-        for _ in range(count):
-            tx.sendto(payload, (dst, dport))
+        send()
 
         def poll(block: float) -> int:
             if not _readable(rx, block):
@@ -118,7 +140,27 @@ def udp_exchange(sender_ns: str, victim_ns: str, src: str, dst: str, dport: int,
 
         return collect(poll, count, wait)
     finally:
-        _close_all((rx, tx))
+        rx.close()
+
+
+def inject_udp_exchange(bed: "NetBed", frame: bytes, count: int, wait: Wait = Wait()) -> int:
+    """Inject a crafted UDP ``frame`` ``count`` times out of the sender's veth; return how many a victim socket got.
+
+    For frames no socket can send (a VLAN tag on a kernel without 802.1Q
+    devices).  The frame's source address and destination port are read
+    from its IP and UDP headers (after any VLAN tags).
+    """
+    off = 12
+    while frame[off:off + 2] in (b"\x81\x00", b"\x88\xa8"):
+        off += 4
+    ethertype, l3 = frame[off:off + 2], off + 2
+    if ethertype == b"\x08\x00":
+        fam, src, l4 = socket.AF_INET, frame[l3 + 12:l3 + 16], l3 + (frame[l3] & 0x0F) * 4
+    else:
+        fam, src, l4 = socket.AF_INET6, frame[l3 + 8:l3 + 24], l3 + 40
+    dport = struct.unpack("!H", frame[l4 + 2:l4 + 4])[0]
+    return udp_receive(bed.victim_ns, fam, str(ipaddress.ip_address(src)), dport, count, wait,
+                       lambda: bed.inject(frame, count))
 
 
 def _drain_udp(rx: socket.socket, src: str) -> int:
