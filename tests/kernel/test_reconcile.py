@@ -137,11 +137,30 @@ def _bad_configs(bed: NetBed, d: XdpdProcess) -> list[tuple[str, str, dict[str, 
          "lists.d"),
         ("list-file-bad-line", cfg({v: "native"}, flip_rules + "- {name: lst, action: drop, src_file: bad-list.txt}"),
          {"bad-list.txt": "192.0.2.7\n# a comment\n2001:db8:bad::/48\n198.51.100.300\n"}, listf, "198.51.100.300"),
+        # The keys of issue 9: wrong types, impossible ranges, unknown names, a field
+        # impossible with the rule's proto, an unknown interface.
+        *[(case, cfg({v: "native"}, flip_rules + "- {name: new, action: drop, " + rule + "}"), {}, main, says)
+          for case, rule, says in (
+              ("tcp-flags-unknown", 'proto: tcp, tcp_flags: "syn,!akc"', "akc"),
+              ("tcp-flags-not-tcp", "proto: udp, tcp_flags: syn", "tcp_flags needs proto: tcp"),
+              ("icmp-type-unknown", "proto: icmp, icmp_type: echo-requets", "echo-requets"),
+              ("icmp-type-not-icmp", "proto: tcp, icmp_type: 8", "icmp_type needs proto"),
+              ("icmp-code-range", "proto: icmp, icmp_type: 3, icmp_code: 256", "ICMP code 256"),
+              ("icmp-code-alone", "proto: icmp, icmp_code: 1", "icmp_code needs icmp_type"),
+              ("ttl-reversed", 'ttl: "9-3"', "reversed"),
+              ("ttl-word", "ttl: [low]", "bad TTL 'low'"),
+              ("length-range", "length: 65536", "65536"),
+              ("vlan-mapping", "vlan: {a: 1}", "got a mapping"),
+              ("vlan-range", "vlan: 4096", "4096"),
+              ("interfaces-unknown", "interfaces: [xdpdt-nope]", "not configured"),
+          )],
+        ("observe-not-bool", cfg({v: "native"}, flip_rules).replace("default: pass}", "default: pass, observe: maybe}"),
+         {}, main, "observe must be true or false"),
     ]
 
 
 def test_invalid_configs_never_change_the_live_verdict(netbed: NetBed, xdpd) -> None:
-    """Eleven kinds of broken config, one after the other, each via SIGHUP: each is rejected with a
+    """Two dozen kinds of broken config, one after the other, each via SIGHUP: each is rejected with a
     ``path:line`` location, the daemon keeps running, the old rules keep dropping, passing and
     counting; then a valid config is applied and enforced."""
     v = netbed.victim_if
