@@ -22,12 +22,14 @@
  *                                          proves a miss without the hash map
  *   ttl        array[bank][256]           IPv4 TTL / IPv6 hop limit
  *   length     array[bank][65536]         IP packet length
- *   vlan       array[bank][4096 + 1]      outer VLAN id; 4096: untagged
+ *   vlan       array[bank][4096]          outer VLAN id (untagged frames: only
+ *                                          the rules that name no VLAN)
  *   tcp_flags  array[bank][256]           the TCP flags byte
  *   icmp_type  array[bank][v4|v6][256]
  *   icmp_code  array[bank][256]
- *   iface      array[bank][iface slot]    rules that apply on the interface
  *
+ * Each interface's entry (iface_cfg) carries the mask of the rules that
+ * apply on it: rules scoped to other interfaces are out before any lookup.
  * Rules without a constraint on a field have their bit set everywhere for
  * that field ("wild").  The packet that matches nothing is the common case,
  * so the program stops as soon as the mask is empty and skips every lookup
@@ -41,9 +43,10 @@
  * inactive bank and switches with one write to `state`: a packet sees either
  * the old or the new rule set, never a mix, and never none.
  *
- * The header fields after the ports (ttl ... icmp_code) and the interface
- * mask are consulted only when some rule of the bank uses them (F_HDR,
- * F_SCOPED): a rule set without them pays one flags test.  A non-first
+ * The header fields after the ports (ttl ... icmp_code) are consulted only
+ * when some rule of the bank uses them (F_HDR, and one flag per field: a
+ * field no rule names costs one bit test): a rule set without them pays one
+ * flags test.  A non-first
  * fragment carries no TCP or ICMP header, so rules naming tcp_flags or an
  * ICMP type or code do not match it (as with ports).
  *
@@ -87,7 +90,6 @@
 #define FILTER_BITS 24
 #define FILTER_WORDS (1 << (FILTER_BITS - 6))
 #define VLAN_UNTAGGED 4096
-#define VLAN_SLOTS 4097
 #define LEN_SLOTS 65536
 
 /* Verdicts counted per interface; mirrored in xdpd/layout.py. */
@@ -123,11 +125,24 @@
 #define F_DST4_SMALL (1 << 10)
 #define F_DST6_SMALL (1 << 11)
 #define SMALL_MAX 8
-#define F_SCOPED (1 << 12)	/* some rule applies on some interfaces only */
-#define F_HDR (1 << 13)		/* some rule matches ttl, length, vlan, tcp_flags or icmp */
+#define F_TTL (1 << 14)		/* some rule names ttl (and so on) */
+#define F_LEN (1 << 15)
+#define F_VLAN (1 << 16)
+#define F_TCPF (1 << 17)
+#define F_ICMPT (1 << 18)
+#define F_ICMPC (1 << 19)
+#define F_HDR (F_TTL | F_LEN | F_VLAN | F_TCPF | F_ICMPT | F_ICMPC)
 
 struct mask {
 	u64 w[2];
+};
+
+/* The longest run of equal entries of a range-built table (ttl, length):
+ * most packets fall in it, and then the mask comes from here, not a lookup. */
+struct span {
+	u32 lo;
+	u32 hi;
+	struct mask m;
 };
 
 struct bank_cfg {
@@ -144,6 +159,8 @@ struct bank_cfg {
 	struct mask tcpf_wild;
 	struct mask icmpt_wild;
 	struct mask icmpc_wild;
+	struct span ttl_common;
+	struct span len_common;
 	u32 flags;
 	u32 nrules;
 };
@@ -170,6 +187,7 @@ struct iface_ent {
 	u8 pad;
 	u16 slot;
 	u16 pad2;
+	struct mask rules;	/* the rules that apply on this interface */
 };
 
 struct counter {
@@ -303,11 +321,10 @@ BPF_TABLE_PINNED("array", u32, u64, src6_filter, FILTER_WORDS, PIN_DIR "/src6_fi
 BPF_TABLE_PINNED("array", u32, u64, dst6_filter, FILTER_WORDS, PIN_DIR "/dst6_filter");
 BPF_TABLE_PINNED("array", u32, struct mask, ttl_mask, 2 * 256, PIN_DIR "/ttl_mask");
 BPF_TABLE_PINNED("array", u32, struct mask, len_mask, 2 * LEN_SLOTS, PIN_DIR "/len_mask");
-BPF_TABLE_PINNED("array", u32, struct mask, vlan_mask, 2 * VLAN_SLOTS, PIN_DIR "/vlan_mask");
+BPF_TABLE_PINNED("array", u32, struct mask, vlan_mask, 2 * 4096, PIN_DIR "/vlan_mask");
 BPF_TABLE_PINNED("array", u32, struct mask, tcpf_mask, 2 * 256, PIN_DIR "/tcpf_mask");
 BPF_TABLE_PINNED("array", u32, struct mask, icmpt_mask, 2 * 2 * 256, PIN_DIR "/icmpt_mask");
 BPF_TABLE_PINNED("array", u32, struct mask, icmpc_mask, 2 * 256, PIN_DIR "/icmpc_mask");
-BPF_TABLE_PINNED("array", u32, struct mask, iface_rules, 2 * MAX_IFACES, PIN_DIR "/iface_rules");
 BPF_TABLE_PINNED("array", u32, struct iface_ent, iface_cfg, 2 * IFINDEX_MAX, PIN_DIR "/iface_cfg");
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, iface_stats, MAX_IFACES * NVERDICTS, PIN_DIR "/iface_stats");
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, rule_stats, MAX_RULE_SLOTS, PIN_DIR "/rule_stats");
@@ -743,28 +760,23 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 {
 	u32 k;
 	struct mask *f;
-	if (needs(m, &bc->ttl_wild)) {
-		k = bank * 256 + (p->ttl & 0xff);
-		f = ttl_mask.lookup(&k);
-		if (!f)
-			return -1;
-		mask_and(m, f);
+	u32 flags = bc->flags;
+	/* The fields that need no lookup for most packets first (untagged,
+	 * not TCP, not ICMP), then the lookups; stop as soon as no rule is left. */
+	if ((flags & F_VLAN) && needs(m, &bc->vlan_wild)) {
+		if (p->vlan < VLAN_UNTAGGED) {
+			k = bank * 4096 + p->vlan;
+			f = vlan_mask.lookup(&k);
+			if (!f)
+				return -1;
+			mask_and(m, f);
+		} else {
+			mask_and(m, &bc->vlan_wild);	/* untagged: no lookup */
+		}
+		if (is_empty(m))
+			return 0;
 	}
-	if (needs(m, &bc->len_wild)) {
-		k = bank * LEN_SLOTS + (p->len & 0xffff);
-		f = len_mask.lookup(&k);
-		if (!f)
-			return -1;
-		mask_and(m, f);
-	}
-	if (needs(m, &bc->vlan_wild)) {
-		k = bank * VLAN_SLOTS + (p->vlan > VLAN_UNTAGGED ? VLAN_UNTAGGED : p->vlan);
-		f = vlan_mask.lookup(&k);
-		if (!f)
-			return -1;
-		mask_and(m, f);
-	}
-	if (needs(m, &bc->tcpf_wild)) {
+	if ((flags & F_TCPF) && needs(m, &bc->tcpf_wild)) {
 		if (p->proto == IPPROTO_TCP && p->l4) {
 			k = bank * 256 + (p->tcp_flags & 0xff);
 			f = tcpf_mask.lookup(&k);
@@ -774,9 +786,11 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 		} else {
 			mask_and(m, &bc->tcpf_wild);
 		}
+		if (is_empty(m))
+			return 0;
 	}
 	int icmp = (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4;
-	if (needs(m, &bc->icmpt_wild)) {
+	if ((flags & F_ICMPT) && needs(m, &bc->icmpt_wild)) {
 		if (icmp) {
 			k = (bank * 2 + (p->family == 6)) * 256 + (p->icmp_type & 0xff);
 			f = icmpt_mask.lookup(&k);
@@ -786,8 +800,10 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 		} else {
 			mask_and(m, &bc->icmpt_wild);
 		}
+		if (is_empty(m))
+			return 0;
 	}
-	if (needs(m, &bc->icmpc_wild)) {
+	if ((flags & F_ICMPC) && needs(m, &bc->icmpc_wild)) {
 		if (icmp) {
 			k = bank * 256 + (p->icmp_code & 0xff);
 			f = icmpc_mask.lookup(&k);
@@ -797,25 +813,45 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 		} else {
 			mask_and(m, &bc->icmpc_wild);
 		}
+		if (is_empty(m))
+			return 0;
+	}
+	if ((flags & F_TTL) && needs(m, &bc->ttl_wild)) {
+		if (p->ttl >= bc->ttl_common.lo && p->ttl <= bc->ttl_common.hi) {
+			mask_and(m, &bc->ttl_common.m);
+		} else {
+			k = bank * 256 + (p->ttl & 0xff);
+			f = ttl_mask.lookup(&k);
+			if (!f)
+				return -1;
+			mask_and(m, f);
+		}
+		if (is_empty(m))
+			return 0;
+	}
+	if ((flags & F_LEN) && needs(m, &bc->len_wild)) {
+		if (p->len >= bc->len_common.lo && p->len <= bc->len_common.hi) {
+			mask_and(m, &bc->len_common.m);
+		} else {
+			k = bank * LEN_SLOTS + (p->len & 0xffff);
+			f = len_mask.lookup(&k);
+			if (!f)
+				return -1;
+			mask_and(m, f);
+		}
 	}
 	return !is_empty(m);
 }
 
 /* Returns a verdict index (V_*). */
-static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, u32 iface_slot, struct pkt *p,
-				    u64 bytes, int *counting)
+static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const struct mask *iface_rules,
+				    struct pkt *p, u64 bytes, int *counting)
 {
 	u32 flags = bc->flags;
 	struct mask m = bc->all;
-	if (flags & F_SCOPED) {
-		u32 ik = bank * MAX_IFACES + (iface_slot & (MAX_IFACES - 1));
-		struct mask *im = iface_rules.lookup(&ik);
-		if (!im)
-			return V_PASS_DEFAULT;
-		mask_and(&m, im);
-		if (is_empty(&m))
-			return NVERDICTS;
-	}
+	mask_and(&m, iface_rules);
+	if (is_empty(&m))
+		return NVERDICTS;
 
 	/* Each lookup only when a remaining rule constrains its field. */
 	u32 k;
@@ -951,7 +987,15 @@ int xdpd_main(struct xdp_md *ctx)
 		return XDP_PASS;
 	u32 default_v = ie->default_drop ? V_DROP_DEFAULT : V_PASS_DEFAULT;
 
-	struct pkt p = {.sport = NO_PORT, .dport = NO_PORT, .vlan = VLAN_UNTAGGED};
+	/* Only what parse() may leave unwritten: zero-filling all of it costs
+	 * stores on every packet, and each other field is written before it is
+	 * read on every path that reads it. */
+	struct pkt p;
+	p.sport = NO_PORT;
+	p.dport = NO_PORT;
+	p.vlan = VLAN_UNTAGGED;
+	p.l4 = 0;
+	p.icmp_type = 0;
 	int counting = 0;
 	u32 v;
 	switch (parse(data, end, &p)) {
@@ -965,7 +1009,7 @@ int xdpd_main(struct xdp_md *ctx)
 		v = default_v;
 		break;
 	default:
-		v = classify(bc, bank, ie->slot, &p, bytes, &counting);
+		v = classify(bc, bank, &ie->rules, &p, bytes, &counting);
 		if (v == NVERDICTS)
 			v = (ie->default_drop && is_nd(&p)) ? V_PASS_EXEMPT : default_v;
 	}

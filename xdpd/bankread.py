@@ -13,14 +13,13 @@ import ctypes as ct
 
 from . import layout
 from .maps import PinnedMaps
-from .tables import ARRAY_MAPS, CFG_MASKS, AddrTable, BankImage, IfaceEntry
+from .tables import ARRAY_MAPS, CFG_MASKS, CFG_SPANS, AddrTable, BankImage, IfaceEntry
 
 
 def read_banks(maps: PinnedMaps) -> tuple[BankImage, BankImage]:
     """What banks 0 and 1 hold."""
     st = maps.state()
-    arrays = {name: maps[name].array_values()
-              for name in [m for m, _, _ in ARRAY_MAPS] + ["iface_cfg", "iface_rules"]}
+    arrays = {name: maps[name].array_values() for name in [m for m, _, _ in ARRAY_MAPS] + ["iface_cfg"]}
     addrs: list[dict] = [{}, {}]
     for direction in ("src", "dst"):
         for family in (4, 6):
@@ -36,24 +35,18 @@ def read_banks(maps: PinnedMaps) -> tuple[BankImage, BankImage]:
     return tuple(_image_of(maps, bank, st.cfg[bank], arrays, addrs[bank]) for bank in (0, 1))
 
 
-def enabled_ifaces(iface_cfg: bytes, bank: int, iface_rules: bytes | None = None) -> list[IfaceEntry]:
-    """The enabled entries of one bank of the ``iface_cfg`` array (its values, packed).
-
-    With ``iface_rules`` (that array's values, packed), each entry's rule mask
-    is read too; without, it is left 0 (callers that only need ifindexes).
-    """
-    # struct iface_ent is 8 bytes: enabled, default_drop, observe, pad, slot (u16), pad.
-    assert ct.sizeof(layout.IfaceEnt) == 8
-    words = memoryview(iface_cfg).cast("Q")[bank * layout.IFINDEX_MAX:(bank + 1) * layout.IFINDEX_MAX]
+def enabled_ifaces(iface_cfg: bytes, bank: int) -> list[IfaceEntry]:
+    """The enabled entries of one bank of the ``iface_cfg`` array (its values, packed)."""
+    size = ct.sizeof(layout.IfaceEnt)
+    data = memoryview(iface_cfg)[bank * layout.IFINDEX_MAX * size:(bank + 1) * layout.IFINDEX_MAX * size]
+    # Most entries are disabled: find the enabled ones by their first byte, at C speed.
+    enabled = bytes(data[0::size])
     out = []
-    for i, w in enumerate(words):
-        if w & 0xFF:
-            ent = layout.IfaceEnt.from_buffer_copy(w.to_bytes(8, "little"))
-            rules = 0
-            if iface_rules is not None:
-                at = (bank * layout.MAX_IFACES + ent.slot) * ct.sizeof(layout.Mask)
-                rules = int.from_bytes(iface_rules[at:at + ct.sizeof(layout.Mask)], "little")
-            out.append(IfaceEntry(i, bool(ent.default_drop), ent.slot, bool(ent.observe), rules))
+    at = enabled.find(1)
+    while at >= 0:
+        ent = layout.IfaceEnt.from_buffer_copy(data[at * size:(at + 1) * size])
+        out.append(IfaceEntry(at, bool(ent.default_drop), ent.slot, bool(ent.observe), ent.rules.value()))
+        at = enabled.find(1, at + 1)
     return out
 
 
@@ -63,9 +56,14 @@ def _image_of(maps: PinnedMaps, bank: int, cfg, arrays: dict[str, bytes], addrs:
                      for i in range(start, start + count))
     return BankImage(
         rules=tuple(maps.rule_order(bank)), flags=cfg.flags, dport=(), addrs=addrs,
-        ifaces=tuple(enabled_ifaces(arrays["iface_cfg"], bank, arrays["iface_rules"])),
+        ifaces=tuple(enabled_ifaces(arrays["iface_cfg"], bank)),
         **{f: masks(arrays[name], bank * size, size) for name, f, size in ARRAY_MAPS},
-        **{f: getattr(cfg, c).value() for c, f in CFG_MASKS})
+        **{f: getattr(cfg, c).value() for c, f in CFG_MASKS},
+        **{f: _span(getattr(cfg, f)) for f in CFG_SPANS})
+
+
+def _span(span: layout.Span) -> tuple[int, int, int]:
+    return (0, -1, 0) if span.hi < span.lo else (span.lo, span.hi, span.m.value())
 
 
 def _read_exact(maps: PinnedMaps, direction: str, family: int, width: int) -> list[tuple]:

@@ -18,7 +18,7 @@ from .bankread import enabled_ifaces, read_banks
 from .filters import ExactFilter
 from .imagediff import diff_array, diff_exact, diff_lpm
 from .maps import PinnedMaps
-from .tables import ARRAY_MAPS, CFG_MASKS, AddrTable, BankImage, block_index
+from .tables import ARRAY_MAPS, CFG_MASKS, CFG_SPANS, AddrTable, BankImage, block_index
 
 GRACE_SECONDS = 0.05
 """Wait after a bank switch before rewriting the old bank: far longer than
@@ -48,6 +48,13 @@ def _pack_exact_keys(bank: int, keys: bytes, width: int) -> bytes:
     for w in range(words):
         out[1 + w::stride] = src[w::words]
     return bytes(buf)
+
+
+def _span(span: tuple[int, int, int]) -> layout.Span:
+    lo, hi, mask = span
+    if hi < lo:  # empty: no value is inside
+        return layout.Span(lo=1, hi=0)
+    return layout.Span(lo=lo, hi=hi, m=layout.Mask.of(mask))
 
 
 def _lpm_key(keytype: type, bank: int, net: bytes, plen: int):
@@ -206,10 +213,9 @@ class Datapath:
         previous = {e.ifindex for e in (old.ifaces if old else
                                         enabled_ifaces(self.maps["iface_cfg"].array_values(), bank))}
         for idx, e in wanted.items():
-            self.maps["iface_rules"].update(ct.c_uint32(bank * layout.MAX_IFACES + e.slot),
-                                            layout.Mask.of(e.rules))
             m.update(ct.c_uint32(base + idx), layout.IfaceEnt(
-                enabled=1, default_drop=int(e.default_drop), observe=int(e.observe), slot=e.slot))
+                enabled=1, default_drop=int(e.default_drop), observe=int(e.observe), slot=e.slot,
+                rules=layout.Mask.of(e.rules)))
         for idx in previous - set(wanted):
             m.update(ct.c_uint32(base + idx), layout.IfaceEnt())
 
@@ -221,8 +227,10 @@ class Datapath:
         m.update_batch(keys, bpfsys.pack_array(ents))
         # Only cfg[bank] changes: a packet reading the active bank sees the same bytes.
         st = self.maps.state()
-        st.cfg[bank] = layout.BankCfg(flags=image.flags, nrules=len(image.rules),
-                                      **{c: layout.Mask.of(getattr(image, f)) for c, f in CFG_MASKS})
+        st.cfg[bank] = layout.BankCfg(
+            flags=image.flags, nrules=len(image.rules),
+            **{c: layout.Mask.of(getattr(image, f)) for c, f in CFG_MASKS},
+            **{f: _span(getattr(image, f)) for f in CFG_SPANS})
         self.maps.write_state(st)
 
     def _clear_addresses(self, bank: int) -> None:

@@ -76,6 +76,24 @@ def port_table(rules: Sequence[Rule], ports_of: Callable[[Rule], tuple[PortRange
     return range_table(rules, ports_of, layout.NO_PORT, absent_slot=True)
 
 
+def longest_run(table: Sequence[int]) -> tuple[int, int, int]:
+    """``(lo, hi, mask)`` of the longest run of equal entries (the first of equals).
+
+    The program takes the mask of a value inside the run from the bank's
+    settings instead of a lookup: the run is where most packets' values fall
+    (TTL 3-255 beside a ``ttl: 0-2`` rule, lengths between the small and the
+    jumbo rules).
+    """
+    best = (0, -1, 0)
+    start = 0
+    for i in range(1, len(table) + 1):
+        if i == len(table) or table[i] != table[start]:
+            if i - 1 - start > best[1] - best[0]:
+                best = (start, i - 1, table[start])
+            start = i
+    return best
+
+
 def tcp_flags_table(rules: Sequence[Rule]) -> tuple[int, ...]:
     """Masks for every value of the TCP flags byte."""
     table = []

@@ -30,8 +30,7 @@ PORT_SLOTS = 65537
 MASK_WORDS = 2
 FILTER_BITS = 24
 FILTER_WORDS = 1 << (FILTER_BITS - 6)
-VLAN_UNTAGGED = 4096
-VLAN_SLOTS = 4097
+VLAN_IDS = 4096
 LEN_SLOTS = 65536
 
 ACT_PASS = 0
@@ -78,10 +77,9 @@ F_SRC6_SMALL = 1 << 9
 F_DST4_SMALL = 1 << 10
 F_DST6_SMALL = 1 << 11
 SMALL_MAX = 8
-F_SCOPED = 1 << 12
-"""Some rule applies on some interfaces only: the program reads ``iface_rules``."""
-F_HDR = 1 << 13
-"""Some rule matches ttl, length, vlan, tcp_flags or ICMP type/code."""
+HDR_FLAGS = {"ttl_wild": 1 << 14, "len_wild": 1 << 15, "vlan_wild": 1 << 16,
+             "tcpf_wild": 1 << 17, "icmpt_wild": 1 << 18, "icmpc_wild": 1 << 19}
+"""bank_cfg.flags: some rule names this header field (by its wild mask's name)."""
 
 ADDR_FLAGS = {
     ("src", 4, "exact"): F_SRC4_EXACT,
@@ -110,6 +108,12 @@ class Mask(ct.Structure):
         return self.w[0] | (self.w[1] << 64)
 
 
+class Span(ct.Structure):
+    """The longest run of equal entries of a range-built table, kept in the bank's settings."""
+
+    _fields_ = [("lo", ct.c_uint32), ("hi", ct.c_uint32), ("m", Mask)]
+
+
 class BankCfg(ct.Structure):
     _fields_ = [
         ("all", Mask),
@@ -125,6 +129,8 @@ class BankCfg(ct.Structure):
         ("tcpf_wild", Mask),
         ("icmpt_wild", Mask),
         ("icmpc_wild", Mask),
+        ("ttl_common", Span),
+        ("len_common", Span),
         ("flags", ct.c_uint32),
         ("nrules", ct.c_uint32),
     ]
@@ -141,9 +147,13 @@ class RuleEnt(ct.Structure):
     _fields_ = [("action", ct.c_uint32), ("slot", ct.c_uint32)]
 
 
+ALL_RULES = (1 << 128) - 1
+"""A mask with every rule's bit."""
+
+
 class IfaceEnt(ct.Structure):
     _fields_ = [("enabled", ct.c_uint8), ("default_drop", ct.c_uint8), ("observe", ct.c_uint8),
-                ("pad", ct.c_uint8), ("slot", ct.c_uint16), ("pad2", ct.c_uint16)]
+                ("pad", ct.c_uint8), ("slot", ct.c_uint16), ("pad2", ct.c_uint16), ("rules", Mask)]
 
 
 class Counter(ct.Structure):
@@ -243,7 +253,6 @@ MAPS: dict[str, tuple[type, type]] = {
     "tcpf_mask": (ct.c_uint32, Mask),
     "icmpt_mask": (ct.c_uint32, Mask),
     "icmpc_mask": (ct.c_uint32, Mask),
-    "iface_rules": (ct.c_uint32, Mask),
     "iface_cfg": (ct.c_uint32, IfaceEnt),
     "iface_stats": (ct.c_uint32, Counter),
     "rule_stats": (ct.c_uint32, Counter),

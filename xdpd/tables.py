@@ -19,8 +19,8 @@ from typing import Iterable, Mapping, Sequence
 
 from . import layout
 from .model import Action, AddrSet, Config, Default, Rule
-from .fieldtables import (bits, icmp_type_table, port_table, proto_table, range_table, restricted,
-                          tcp_flags_table, wild)
+from .fieldtables import (bits, icmp_type_table, longest_run, port_table, proto_table, range_table,
+                          restricted, tcp_flags_table, wild)
 from .packed import PackedKeys, remove_keys
 
 ARRAY_MAPS: tuple[tuple[str, str, int], ...] = (
@@ -29,7 +29,7 @@ ARRAY_MAPS: tuple[tuple[str, str, int], ...] = (
     ("dport_mask", "dport_l4", 2 * layout.PORT_SLOTS),
     ("ttl_mask", "ttl", 256),
     ("len_mask", "length", layout.LEN_SLOTS),
-    ("vlan_mask", "vlan", layout.VLAN_SLOTS),
+    ("vlan_mask", "vlan", layout.VLAN_IDS),
     ("tcpf_mask", "tcp_flags", 256),
     ("icmpt_mask", "icmp_type", 2 * 256),
     ("icmpc_mask", "icmp_code", 256),
@@ -43,6 +43,9 @@ CFG_MASKS: tuple[tuple[str, str], ...] = (
     ("tcpf_wild", "tcpf_wild"), ("icmpt_wild", "icmpt_wild"), ("icmpc_wild", "icmpc_wild"),
 )
 """(``struct bank_cfg`` field, :class:`BankImage` field) of every mask in a bank's settings."""
+
+CFG_SPANS: tuple[str, ...] = ("ttl_common", "len_common")
+"""``struct span`` fields of a bank's settings, named as in :class:`BankImage`."""
 
 DIRECTIONS = ("src", "dst")
 FAMILIES = (4, 6)
@@ -108,8 +111,8 @@ class IfaceEntry:
     default_drop: bool
     slot: int
     observe: bool = False
-    rules: int = 0
-    """The rules that apply on this interface (read when the bank is F_SCOPED)."""
+    rules: int = layout.ALL_RULES
+    """The rules that apply on this interface (rules scoped to others are left out)."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +136,12 @@ class BankImage:
     dport_wild: int = 0                         # ... no destination port
     ttl: tuple[int, ...] = ()                   # 256 masks
     length: tuple[int, ...] = ()                # LEN_SLOTS masks
-    vlan: tuple[int, ...] = ()                  # VLAN_SLOTS masks (the last: untagged)
+    vlan: tuple[int, ...] = ()                  # VLAN_IDS masks (untagged frames: vlan_wild)
     tcp_flags: tuple[int, ...] = ()             # 256 masks
     icmp_type: tuple[int, ...] = ()             # 2 x 256 masks: ICMP, then ICMPv6
     icmp_code: tuple[int, ...] = ()             # 256 masks
+    ttl_common: tuple[int, int, int] = (0, -1, 0)  # (lo, hi, mask): see fieldtables.longest_run
+    len_common: tuple[int, int, int] = (0, -1, 0)
     ttl_wild: int = 0
     len_wild: int = 0
     vlan_wild: int = 0
@@ -181,15 +186,14 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
                     if table.lpm:
                         flags |= layout.ADDR_FLAGS[(direction, family, "lpm")]
             addrs[(direction, family)] = table
-    if any(r.interfaces is not None for r in rules):
-        flags |= layout.F_SCOPED
     headers = {
         "ttl_wild": wild(rules, lambda r: r.ttl), "len_wild": wild(rules, lambda r: r.length),
         "vlan_wild": wild(rules, lambda r: r.vlans), "tcpf_wild": wild(rules, lambda r: r.tcp_flags),
         "icmpt_wild": wild(rules, lambda r: r.icmp_types), "icmpc_wild": wild(rules, lambda r: r.icmp_codes),
     }
-    if any(m != all_rules for m in headers.values()):
-        flags |= layout.F_HDR
+    for name, m in headers.items():
+        if m != all_rules:
+            flags |= layout.HDR_FLAGS[name]
 
     return BankImage(
         rules=tuple((layout.ACTION_CODES[r.action.value], rule_slots[r.name]) for r in rules),
@@ -207,9 +211,11 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
         proto_wild=wild(rules, lambda r: r.protos),
         sport_wild=wild(rules, lambda r: r.src_ports),
         dport_wild=wild(rules, lambda r: r.dst_ports),
-        ttl=range_table(rules, lambda r: r.ttl, 256),
-        length=range_table(rules, lambda r: r.length, layout.LEN_SLOTS),
-        vlan=range_table(rules, lambda r: r.vlans, layout.VLAN_UNTAGGED, absent_slot=True),
+        ttl=(ttl := range_table(rules, lambda r: r.ttl, 256)),
+        length=(length := range_table(rules, lambda r: r.length, layout.LEN_SLOTS)),
+        ttl_common=longest_run(ttl),
+        len_common=longest_run(length),
+        vlan=range_table(rules, lambda r: r.vlans, layout.VLAN_IDS),
         tcp_flags=tcp_flags_table(rules),
         icmp_type=icmp_type_table(rules),
         icmp_code=range_table(rules, lambda r: r.icmp_codes, 256),
@@ -221,8 +227,8 @@ def iface_entries(config: Config, ifindexes: Mapping[str, int],
                   iface_slots: Mapping[str, int]) -> list[IfaceEntry]:
     """Interfaces of ``config`` that exist (have an ifindex) as entries."""
     return [IfaceEntry(ifindexes[i.name], i.default is Default.DROP, iface_slots[i.name], i.observe,
-                       bits(n for n, r in enumerate(config.rules)
-                            if r.interfaces is None or i.name in r.interfaces))
+                       layout.ALL_RULES & ~bits(n for n, r in enumerate(config.rules)
+                                                if r.interfaces is not None and i.name not in r.interfaces))
             for i in config.interfaces if i.name in ifindexes]
 
 
