@@ -38,7 +38,7 @@ from tools.bench.progrun import ProgramBench, Result
 from tools.bench.report import PacketResults, packet_machine_line, packet_report
 from tools.bench.rulesets import (
     BASE_DROP_SRC, NOMATCH6_DST, NOMATCH6_SRC, NOMATCH_DST, NOMATCH_SRC, address_rules, base_rules,
-    breakdown_steps, config_of, frame4, frame6, image_of, ip_str, make_pool, port_rules,
+    breakdown_steps, config_of, field_rules, field_rules_worst, frame4, frame6, image_of, ip_str, make_pool, port_rules,
 )
 from tools.bench.session import log, unwind_on_signals
 from xdpd import layout
@@ -113,6 +113,13 @@ def run(bench: ProgramBench, args: argparse.Namespace) -> PacketResults:
         ("no match", nomatch4, V.PASS_DEFAULT),
         ("dropped", frame4(BASE_DROP_SRC, NOMATCH_DST), V.DROP_RULE),
     ])
+    rows_fields = bench.run_xdpd("xdpd, 10 rules with the new fields", image_of(config_of(field_rules())), [
+        ("no match", nomatch4, V.PASS_DEFAULT),
+        ("dropped (ttl 1)", frame4(NOMATCH_SRC, NOMATCH_DST, ttl=1), V.DROP_RULE),
+    ])
+    rows_fields += bench.run_xdpd("xdpd, 10 rules with the new fields, worst case",
+                                  image_of(config_of(field_rules_worst())),
+                                  [("no match", nomatch4, V.PASS_DEFAULT)])
 
     breakdown_rows: list[Result] = []
     if args.breakdown:
@@ -132,7 +139,7 @@ def run(bench: ProgramBench, args: argparse.Namespace) -> PacketResults:
             bench.notes.append(f"xdp-filter: not measured ({e})")
         xf_rows = bench.rows[start:]
 
-    return PacketResults(rows=bench.rows, scenarios=rows_10 + rows_100k + rows_1m + xf_rows,
+    return PacketResults(rows=bench.rows, scenarios=rows_10 + rows_fields + rows_100k + rows_1m + xf_rows,
                          breakdown=breakdown_rows, notes=bench.notes, load_build=t_build,
                          load_apply=t_apply, load_entries=n_1m)
 

@@ -22,7 +22,8 @@ from tools.bench.session import cpu_model
 COLD_START_TARGET = 5.0          # seconds
 EDIT_TARGET = 0.5                # seconds, one line changed
 RSS_TARGET = 150_000_000         # bytes (MB = 10^6 bytes)
-PACKET_TARGETS = {"10 rules, no match": 2.0, "64 rules + 1M addresses, no match": 3.0}
+PACKET_TARGETS = {"10 rules, no match": 2.0, "10 rules with the new fields, no match": 2.0,
+                  "64 rules + 1M addresses, no match": 3.0}
 """Per-packet targets: at most this many times the pass-only program's cost."""
 
 
@@ -78,8 +79,8 @@ def packet_report(r: PacketResults, machine_line: str, elapsed: float) -> None:
           f"{r.load_entries:,} map entries, 64 rules)")
     print()
     by_label = {row.label: row for row in r.rows}
-    for name, key in (("10 rules, no match", "xdpd, 10 rules, no match"),
-                      ("64 rules + 1M addresses, no match", "xdpd, 64 rules + 1M addresses, no match")):
+    for name in PACKET_TARGETS:
+        key = f"xdpd, {name}"
         row = by_label.get(key)
         if row:
             verdict = "ok" if row.ratio <= PACKET_TARGETS[name] else "OVER TARGET"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tests.testbed import frames
 from xdpd import layout, tables
-from xdpd.model import Action, AddrSet, Config, Interface, PortRange, Rule
+from xdpd.model import Action, AddrSet, Config, Interface, PortRange, Rule, TcpFlags
 from xdpd.plan import assign_slots
 
 TEST_IFINDEX = 1  # BPF_PROG_TEST_RUN reports ingress_ifindex 1 (lo)
@@ -33,10 +33,10 @@ ETH_ZLEN = 60
 # --------------------------------------------------------------- frames
 
 
-def frame4(src: str, dst: str, sport: int = 40000, dport: int = 443) -> bytes:
+def frame4(src: str, dst: str, sport: int = 40000, dport: int = 443, ttl: int = 64) -> bytes:
     """Ethernet + IPv4 + TCP SYN, padded to the 60-byte minimum."""
     frame = frames.frame_v4("tcp", src, dst, sport, dport, eth_dst=ETH_DST, eth_src=ETH_SRC,
-                            ident=0x1234, dont_fragment=True)
+                            ident=0x1234, dont_fragment=True, ttl=ttl)
     return frame.ljust(ETH_ZLEN, b"\0")
 
 
@@ -161,6 +161,42 @@ def base_rules() -> list[Rule]:
     ]
 
 
+def field_rules() -> list[Rule]:
+    """10 rules using the header fields of issue 9 the way its example does: with
+    the protocol and ports they belong to (none matches the no-match packet,
+    TCP SYN 40000 -> 443 with TTL 64, untagged)."""
+    tcp, udp, icmp = frozenset({6}), frozenset({17}), frozenset({1})
+    span = lambda lo, hi: (PortRange(lo, hi),)  # noqa: E731
+    return [
+        Rule("admin-ssh", Action.PASS, interfaces=("eth1",), protos=tcp, dst_ports=span(22, 22)),
+        Rule("syn-flood-web", Action.DROP, protos=tcp, dst_ports=(PortRange(80, 80), PortRange(8080, 8080)),
+             tcp_flags=TcpFlags(0x12, 0x02)),
+        Rule("no-ping", Action.DROP, protos=frozenset({1, 58}), icmp_types=frozenset({(4, 8), (6, 128)})),
+        Rule("ttl-scan", Action.DROP, ttl=span(0, 2)),
+        Rule("jumbo-udp", Action.DROP, protos=udp, length=span(1400, 65535)),
+        Rule("vlan-20-only", Action.DROP, vlans=span(20, 20)),
+        Rule("no-redirect", Action.DROP, protos=icmp, icmp_types=frozenset({(4, 5)}), icmp_codes=span(0, 3)),
+        Rule("rst-ssh", Action.DROP, protos=tcp, dst_ports=span(22, 22), tcp_flags=TcpFlags(0x04, 0x04)),
+        Rule("scoped-net", Action.DROP, interfaces=("eth1",),
+             src=AddrSet(v4_prefixes=((v4("192.0.2.0"), 24),))),
+        Rule("big-dns", Action.DROP, protos=udp, dst_ports=span(53, 53), length=span(512, 65535)),
+    ]
+
+
+def field_rules_worst() -> list[Rule]:
+    """10 rules of which four only a header lookup of their own can rule out for
+    the no-match packet (tcp_flags, ttl, length, vlan-less length): the costliest
+    mix of the new fields for it."""
+    tcp = frozenset({6})
+    span = lambda lo, hi: (PortRange(lo, hi),)  # noqa: E731
+    return field_rules()[:6] + [
+        Rule("xmas", Action.DROP, protos=tcp, tcp_flags=TcpFlags(0x29, 0x29)),
+        Rule("huge", Action.DROP, length=span(9000, 65535)),
+        Rule("ttl-255", Action.DROP, ttl=span(255, 255)),
+        Rule("tiny", Action.DROP, length=span(0, 27)),
+    ]
+
+
 def port_rules() -> list[Rule]:
     """43 protocol/port rules (none matches TCP 40000 -> 443)."""
     tcp, udp = frozenset({6}), frozenset({17})
@@ -243,5 +279,5 @@ def config_of(rules: list[Rule]) -> Config:
 def image_of(cfg: Config, enabled: bool = True) -> tables.BankImage:
     """The bank image of ``cfg``, the test-run interface enabled (or not: nothing is counted)."""
     slots = assign_slots([r.name for r in cfg.rules], {}, [], layout.MAX_RULE_SLOTS)
-    ifaces = [tables.IfaceEntry(TEST_IFINDEX, False, IFACE_SLOT)] if enabled else []
+    ifaces = tables.iface_entries(cfg, {"lo": TEST_IFINDEX}, {"lo": IFACE_SLOT}) if enabled else []
     return tables.build_image(cfg, slots, ifaces)
