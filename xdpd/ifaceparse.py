@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import Node
 
 from xdpd.model import Default, Interface, Mode, Origin
 from xdpd.problems import show
-from xdpd.yamldoc import TAG, Doc, kind
+from xdpd.yamldoc import Doc
 
 IFNAMSIZ = 16
 """Linux interface names are at most IFNAMSIZ - 1 bytes."""
@@ -30,17 +30,11 @@ def parse_interfaces(doc: Doc, node: Node) -> Iterator[tuple[str, Origin, Interf
             mode = doc.choice(options["mode"][1], "mode", Mode) or mode
         if options and "default" in options:
             default = doc.choice(options["default"][1], "default", Default) or default
-        observe = _observe(doc, options["observe"][1]) if options and "observe" in options else False
+        # observe: decide and count as usual, pass what would be dropped.
+        observe = doc.boolean(options["observe"][1], "observe") is True if options and "observe" in options \
+            else False
         ok = len(doc.problems) == start
         yield name, origin, Interface(name, mode, default, observe, origin=origin) if ok else None
-
-
-def _observe(doc: Doc, node: Node) -> bool:
-    """``observe: true``: decide and count as usual, pass what would be dropped."""
-    if isinstance(node, ScalarNode) and node.tag == TAG + "bool":
-        return doc.construct(node) is True  # not INVALID (reported): '!!bool x'
-    doc.error(node, f"observe must be true or false, got {kind(node)}")
-    return False
 
 
 def _ifname_problem(name: str) -> str | None:

@@ -51,10 +51,7 @@ def _seconds(doc: Doc, node: Node, key: str) -> Any:
 
 
 def _detach_on_stop(doc: Doc, node: Node, _key: str) -> Any:
-    if isinstance(node, ScalarNode) and node.tag == TAG + "bool":
-        return doc.construct(node)
-    doc.error(node, f"detach_on_stop must be true or false, got {kind(node)}")
-    return INVALID
+    return doc.boolean(node, "detach_on_stop")
 
 
 def _max_addresses(doc: Doc, node: Node, _key: str) -> Any:

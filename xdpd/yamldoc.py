@@ -197,6 +197,13 @@ class Doc:
             self.error(node, f"bad YAML value {show(str(node.value))}: {exc}")
             return INVALID
 
+    def boolean(self, node: Node, what: str) -> Any:
+        """``true`` or ``false``; INVALID after reporting anything else."""
+        if isinstance(node, ScalarNode) and node.tag == TAG + "bool":
+            return self.construct(node)  # INVALID for '!!bool x', reported there
+        self.error(node, f"{what} must be true or false, got {kind(node)}")
+        return INVALID
+
     def string(self, node: Node, what: str) -> str | None:
         if _is_str(node):
             return str(node.value)
