@@ -761,60 +761,51 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 	u32 k;
 	struct mask *f;
 	u32 flags = bc->flags;
-	/* The fields that need no lookup for most packets first (untagged,
-	 * not TCP, not ICMP), then the lookups; stop as soon as no rule is left. */
-	if ((flags & F_VLAN) && needs(m, &bc->vlan_wild)) {
-		if (p->vlan < VLAN_UNTAGGED) {
-			k = bank * 4096 + p->vlan;
-			f = vlan_mask.lookup(&k);
-			if (!f)
-				return -1;
-			mask_and(m, f);
-		} else {
-			mask_and(m, &bc->vlan_wild);	/* untagged: no lookup */
-		}
-		if (is_empty(m))
-			return 0;
-	}
-	if ((flags & F_TCPF) && needs(m, &bc->tcpf_wild)) {
-		if (p->proto == IPPROTO_TCP && p->l4) {
-			k = bank * 256 + (p->tcp_flags & 0xff);
-			f = tcpf_mask.lookup(&k);
-			if (!f)
-				return -1;
-			mask_and(m, f);
-		} else {
-			mask_and(m, &bc->tcpf_wild);
-		}
-		if (is_empty(m))
-			return 0;
-	}
+	int tcp = p->proto == IPPROTO_TCP && p->l4;
 	int icmp = (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4;
-	if ((flags & F_ICMPT) && needs(m, &bc->icmpt_wild)) {
-		if (icmp) {
-			k = (bank * 2 + (p->family == 6)) * 256 + (p->icmp_type & 0xff);
-			f = icmpt_mask.lookup(&k);
-			if (!f)
-				return -1;
-			mask_and(m, f);
-		} else {
-			mask_and(m, &bc->icmpt_wild);
-		}
-		if (is_empty(m))
-			return 0;
+
+	/* Most packets are untagged, and not both TCP and ICMP: for the fields
+	 * they do not carry, only the rules that do not name the field remain.
+	 * Plain ANDs, no test of which rules still need the field. */
+	if (p->vlan >= VLAN_UNTAGGED && (flags & F_VLAN))
+		mask_and(m, &bc->vlan_wild);
+	if (!tcp && (flags & F_TCPF))
+		mask_and(m, &bc->tcpf_wild);
+	if (!icmp && (flags & (F_ICMPT | F_ICMPC))) {
+		mask_and(m, &bc->icmpt_wild);
+		mask_and(m, &bc->icmpc_wild);
 	}
-	if ((flags & F_ICMPC) && needs(m, &bc->icmpc_wild)) {
-		if (icmp) {
-			k = bank * 256 + (p->icmp_code & 0xff);
-			f = icmpc_mask.lookup(&k);
-			if (!f)
-				return -1;
-			mask_and(m, f);
-		} else {
-			mask_and(m, &bc->icmpc_wild);
-		}
-		if (is_empty(m))
-			return 0;
+	if (is_empty(m))
+		return 0;
+
+	/* Then the lookups, each only when a remaining rule needs it. */
+	if (p->vlan < VLAN_UNTAGGED && (flags & F_VLAN) && needs(m, &bc->vlan_wild)) {
+		k = bank * 4096 + p->vlan;
+		f = vlan_mask.lookup(&k);
+		if (!f)
+			return -1;
+		mask_and(m, f);
+	}
+	if (tcp && (flags & F_TCPF) && needs(m, &bc->tcpf_wild)) {
+		k = bank * 256 + (p->tcp_flags & 0xff);
+		f = tcpf_mask.lookup(&k);
+		if (!f)
+			return -1;
+		mask_and(m, f);
+	}
+	if (icmp && (flags & F_ICMPT) && needs(m, &bc->icmpt_wild)) {
+		k = (bank * 2 + (p->family == 6)) * 256 + (p->icmp_type & 0xff);
+		f = icmpt_mask.lookup(&k);
+		if (!f)
+			return -1;
+		mask_and(m, f);
+	}
+	if (icmp && (flags & F_ICMPC) && needs(m, &bc->icmpc_wild)) {
+		k = bank * 256 + (p->icmp_code & 0xff);
+		f = icmpc_mask.lookup(&k);
+		if (!f)
+			return -1;
+		mask_and(m, f);
 	}
 	if ((flags & F_TTL) && needs(m, &bc->ttl_wild)) {
 		if (p->ttl >= bc->ttl_common.lo && p->ttl <= bc->ttl_common.hi) {
@@ -826,8 +817,6 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 				return -1;
 			mask_and(m, f);
 		}
-		if (is_empty(m))
-			return 0;
 	}
 	if ((flags & F_LEN) && needs(m, &bc->len_wild)) {
 		if (p->len >= bc->len_common.lo && p->len <= bc->len_common.hi) {
