@@ -29,7 +29,9 @@
  *   icmp_code  array[bank][256]
  *
  * Each interface's entry (iface_cfg) carries the mask of the rules that
- * apply on it: rules scoped to other interfaces are out before any lookup.
+ * apply on it, and the same without the rules naming a vlan for untagged
+ * frames: rules scoped to other interfaces, and vlan rules for the common
+ * untagged frame, are out before any lookup.
  * Rules without a constraint on a field have their bit set everywhere for
  * that field ("wild").  The packet that matches nothing is the common case,
  * so the program stops as soon as the mask is empty and skips every lookup
@@ -46,9 +48,11 @@
  * The header fields after the ports (ttl ... icmp_code) are consulted only
  * when some rule of the bank uses them (F_HDR, and one flag per field: a
  * field no rule names costs one bit test): a rule set without them pays one
- * flags test.  A non-first
- * fragment carries no TCP or ICMP header, so rules naming tcp_flags or an
- * ICMP type or code do not match it (as with ports).
+ * flags test.  The ttl and length checks come first: most packets fall in
+ * the longest run of their tables, held in the bank settings, and leave no
+ * rule after them.  A non-first fragment carries no TCP or ICMP header, so
+ * rules naming tcp_flags or an ICMP type or code do not match it (as with
+ * ports).
  *
  * An interface in observe mode is classified and counted as usual, but what
  * would be dropped is passed and counted as observe_drop_*.
@@ -146,7 +150,7 @@ struct span {
 };
 
 struct bank_cfg {
-	struct mask all;
+	struct mask l4_wild;		/* rules naming neither protocol nor dst port */
 	struct mask src_wild;
 	struct mask dst_wild;
 	struct mask decisive;
@@ -187,7 +191,8 @@ struct iface_ent {
 	u8 pad;
 	u16 slot;
 	u16 pad2;
-	struct mask rules;	/* the rules that apply on this interface */
+	struct mask rules;	/* the rules of this bank that apply here */
+	struct mask untagged;	/* ... and to an untagged frame: no vlan rule */
 };
 
 struct counter {
@@ -496,7 +501,9 @@ static __always_inline int parse(void *data, void *end, struct pkt *p)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return P_MALFORMED;
-	u16 proto = eth->h_proto;
+	/* One 16-bit load: struct ethhdr is packed, and clang reads its
+	 * fields a byte at a time. */
+	u16 proto = *(__be16 *)((u8 *)data + 12);
 	void *cur = eth + 1;
 	/* Up to two tags: 802.1Q, or 802.1ad outer + 802.1Q inner (QinQ). */
 #pragma unroll
@@ -762,18 +769,45 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 	struct mask *f;
 	u32 flags = bc->flags;
 	int tcp = p->proto == IPPROTO_TCP && p->l4;
-	int icmp = (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && p->l4;
+	int icmp = p->proto != IPPROTO_TCP && p->l4;	/* l4: TCP or ICMP header read */
 
-	/* Most packets are untagged, and not both TCP and ICMP: for the fields
-	 * they do not carry, only the rules that do not name the field remain.
-	 * Plain ANDs, no test of which rules still need the field. */
-	if (p->vlan >= VLAN_UNTAGGED && (flags & F_VLAN))
-		mask_and(m, &bc->vlan_wild);
-	if (!tcp && (flags & F_TCPF))
+	/* A frame without a TCP or ICMP header (a non-first fragment, or
+	 * another protocol) matches no rule naming flags or ICMP fields.  For
+	 * other protocols the protocol and port lookups already left those
+	 * rules out (such rules name tcp or icmp as their only protocols);
+	 * fragments are rare.  Untagged frames started from the interface's
+	 * untagged mask, so the vlan field needs nothing here either. */
+	if (!p->l4 && (flags & (F_TCPF | F_ICMPT | F_ICMPC))) {
 		mask_and(m, &bc->tcpf_wild);
-	if (!icmp && (flags & (F_ICMPT | F_ICMPC))) {
 		mask_and(m, &bc->icmpt_wild);
 		mask_and(m, &bc->icmpc_wild);
+		if (is_empty(m))
+			return 0;
+	}
+
+	/* Most packets fall in the longest run of the ttl and length tables:
+	 * one AND each from the bank settings, and often nothing remains. */
+	if (flags & F_TTL) {
+		if (p->ttl >= bc->ttl_common.lo && p->ttl <= bc->ttl_common.hi) {
+			mask_and(m, &bc->ttl_common.m);
+		} else if (needs(m, &bc->ttl_wild)) {
+			k = bank * 256 + (p->ttl & 0xff);
+			f = ttl_mask.lookup(&k);
+			if (!f)
+				return -1;
+			mask_and(m, f);
+		}
+	}
+	if (flags & F_LEN) {
+		if (p->len >= bc->len_common.lo && p->len <= bc->len_common.hi) {
+			mask_and(m, &bc->len_common.m);
+		} else if (needs(m, &bc->len_wild)) {
+			k = bank * LEN_SLOTS + (p->len & 0xffff);
+			f = len_mask.lookup(&k);
+			if (!f)
+				return -1;
+			mask_and(m, f);
+		}
 	}
 	if (is_empty(m))
 		return 0;
@@ -807,38 +841,15 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 			return -1;
 		mask_and(m, f);
 	}
-	if ((flags & F_TTL) && needs(m, &bc->ttl_wild)) {
-		if (p->ttl >= bc->ttl_common.lo && p->ttl <= bc->ttl_common.hi) {
-			mask_and(m, &bc->ttl_common.m);
-		} else {
-			k = bank * 256 + (p->ttl & 0xff);
-			f = ttl_mask.lookup(&k);
-			if (!f)
-				return -1;
-			mask_and(m, f);
-		}
-	}
-	if ((flags & F_LEN) && needs(m, &bc->len_wild)) {
-		if (p->len >= bc->len_common.lo && p->len <= bc->len_common.hi) {
-			mask_and(m, &bc->len_common.m);
-		} else {
-			k = bank * LEN_SLOTS + (p->len & 0xffff);
-			f = len_mask.lookup(&k);
-			if (!f)
-				return -1;
-			mask_and(m, f);
-		}
-	}
 	return !is_empty(m);
 }
 
 /* Returns a verdict index (V_*). */
-static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const struct mask *iface_rules,
+static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const struct iface_ent *ie,
 				    struct pkt *p, u64 bytes, int *counting)
 {
 	u32 flags = bc->flags;
-	struct mask m = bc->all;
-	mask_and(&m, iface_rules);
+	struct mask m = p->vlan < VLAN_UNTAGGED ? ie->rules : ie->untagged;
 	if (is_empty(&m))
 		return NVERDICTS;
 
@@ -846,9 +857,7 @@ static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const s
 	u32 k;
 	struct mask *f;
 	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
-		struct mask l4_wild = {{bc->proto_wild.w[0] & bc->dport_wild.w[0],
-					bc->proto_wild.w[1] & bc->dport_wild.w[1]}};
-		if (needs(&m, &l4_wild)) {
+		if (needs(&m, &bc->l4_wild)) {
 			k = (bank * 2 + (p->proto == IPPROTO_UDP)) * PORT_SLOTS + p->dport;
 			f = dport_mask.lookup(&k);
 			if (!f)
@@ -951,7 +960,7 @@ static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const s
 static __always_inline int is_nd(const struct pkt *p)
 {
 	/* Router/neighbour solicitation and advertisement, redirect. */
-	return p->family == 6 && p->proto == IPPROTO_ICMPV6 &&
+	return p->family == 6 && p->proto == IPPROTO_ICMPV6 && p->l4 &&
 	       p->icmp_type >= 133 && p->icmp_type <= 137;
 }
 
@@ -967,6 +976,9 @@ int xdpd_main(struct xdp_md *ctx)
 		return XDP_PASS;
 	u32 bank = st->bank & 1;
 	const struct bank_cfg *bc = &st->cfg[bank];
+	/* One opaque pointer: otherwise clang keeps st and bank * sizeof apart
+	 * and rebuilds the address from two stack slots at every use. */
+	asm volatile("" : "+r"(bc));
 	u32 ifindex = ctx->ingress_ifindex;
 	if (ifindex >= IFINDEX_MAX)
 		return XDP_PASS;	/* refused at attach time; never reached */
@@ -984,7 +996,6 @@ int xdpd_main(struct xdp_md *ctx)
 	p.dport = NO_PORT;
 	p.vlan = VLAN_UNTAGGED;
 	p.l4 = 0;
-	p.icmp_type = 0;
 	int counting = 0;
 	u32 v;
 	switch (parse(data, end, &p)) {
@@ -998,7 +1009,7 @@ int xdpd_main(struct xdp_md *ctx)
 		v = default_v;
 		break;
 	default:
-		v = classify(bc, bank, &ie->rules, &p, bytes, &counting);
+		v = classify(bc, bank, ie, &p, bytes, &counting);
 		if (v == NVERDICTS)
 			v = (ie->default_drop && is_nd(&p)) ? V_PASS_EXEMPT : default_v;
 	}

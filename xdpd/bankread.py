@@ -45,7 +45,8 @@ def enabled_ifaces(iface_cfg: bytes, bank: int) -> list[IfaceEntry]:
     at = enabled.find(1)
     while at >= 0:
         ent = layout.IfaceEnt.from_buffer_copy(data[at * size:(at + 1) * size])
-        out.append(IfaceEntry(at, bool(ent.default_drop), ent.slot, bool(ent.observe), ent.rules.value()))
+        out.append(IfaceEntry(at, bool(ent.default_drop), ent.slot, bool(ent.observe), ent.rules.value(),
+                              ent.untagged.value()))
         at = enabled.find(1, at + 1)
     return out
 

@@ -215,7 +215,7 @@ class Datapath:
         for idx, e in wanted.items():
             m.update(ct.c_uint32(base + idx), layout.IfaceEnt(
                 enabled=1, default_drop=int(e.default_drop), observe=int(e.observe), slot=e.slot,
-                rules=layout.Mask.of(e.rules)))
+                rules=layout.Mask.of(e.rules), untagged=layout.Mask.of(e.untagged)))
         for idx in previous - set(wanted):
             m.update(ct.c_uint32(base + idx), layout.IfaceEnt())
 

@@ -116,7 +116,7 @@ class Span(ct.Structure):
 
 class BankCfg(ct.Structure):
     _fields_ = [
-        ("all", Mask),
+        ("l4_wild", Mask),
         ("src_wild", Mask),
         ("dst_wild", Mask),
         ("decisive", Mask),
@@ -153,7 +153,8 @@ ALL_RULES = (1 << 128) - 1
 
 class IfaceEnt(ct.Structure):
     _fields_ = [("enabled", ct.c_uint8), ("default_drop", ct.c_uint8), ("observe", ct.c_uint8),
-                ("pad", ct.c_uint8), ("slot", ct.c_uint16), ("pad2", ct.c_uint16), ("rules", Mask)]
+                ("pad", ct.c_uint8), ("slot", ct.c_uint16), ("pad2", ct.c_uint16), ("rules", Mask),
+                ("untagged", Mask)]
 
 
 class Counter(ct.Structure):

@@ -14,7 +14,7 @@ Python objects.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
 from . import layout
@@ -37,7 +37,7 @@ ARRAY_MAPS: tuple[tuple[str, str, int], ...] = (
 """(array map, :class:`BankImage` field, entries per bank) of every per-field table."""
 
 CFG_MASKS: tuple[tuple[str, str], ...] = (
-    ("all", "all_rules"), ("src_wild", "src_wild"), ("dst_wild", "dst_wild"), ("decisive", "decisive"),
+    ("l4_wild", "l4_wild"), ("src_wild", "src_wild"), ("dst_wild", "dst_wild"), ("decisive", "decisive"),
     ("proto_wild", "proto_wild"), ("sport_wild", "sport_wild"), ("dport_wild", "dport_wild"),
     ("ttl_wild", "ttl_wild"), ("len_wild", "len_wild"), ("vlan_wild", "vlan_wild"),
     ("tcpf_wild", "tcpf_wild"), ("icmpt_wild", "icmpt_wild"), ("icmpc_wild", "icmpc_wild"),
@@ -113,6 +113,10 @@ class IfaceEntry:
     observe: bool = False
     rules: int = layout.ALL_RULES
     """The rules that apply on this interface (rules scoped to others are left out)."""
+    untagged: int = 0
+    """The rules that apply to an untagged frame here (``rules`` without those naming
+    a vlan): the program starts from it, so untagged frames pay nothing for vlan
+    rules.  :func:`build_image` computes it, and clips both masks to the bank's rules."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class BankImage:
     """Everything one bank holds; equal images mean equal kernel contents."""
 
     rules: tuple[tuple[int, int], ...]          # (action code, counter slot) by bit
-    all_rules: int
+    l4_wild: int                                # rules naming neither protocol nor dst port
     src_wild: int
     dst_wild: int
     decisive: int
@@ -148,6 +152,10 @@ class BankImage:
     tcpf_wild: int = 0
     icmpt_wild: int = 0
     icmpc_wild: int = 0
+
+    @property
+    def all_rules(self) -> int:
+        return (1 << len(self.rules)) - 1
 
     def address_count(self) -> int:
         return sum(t.exact_count() // (4 if fam == 4 else 16) + len(t.lpm)
@@ -197,7 +205,7 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
 
     return BankImage(
         rules=tuple((layout.ACTION_CODES[r.action.value], rule_slots[r.name]) for r in rules),
-        all_rules=all_rules,
+        l4_wild=wild(rules, lambda r: r.protos) & wild(rules, lambda r: r.dst_ports),
         src_wild=src_wild,
         dst_wild=dst_wild,
         decisive=decisive,
@@ -207,7 +215,9 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
         dport=(dport := port_table(rules, lambda r: r.dst_ports)),
         dport_l4=restricted(dport, proto[6]) + restricted(dport, proto[17]),
         addrs=addrs,
-        ifaces=tuple(sorted(ifaces, key=lambda e: e.ifindex)),
+        ifaces=tuple(sorted((replace(e, rules=e.rules & all_rules,
+                                     untagged=e.rules & all_rules & headers["vlan_wild"])
+                             for e in ifaces), key=lambda e: e.ifindex)),
         proto_wild=wild(rules, lambda r: r.protos),
         sport_wild=wild(rules, lambda r: r.src_ports),
         dport_wild=wild(rules, lambda r: r.dst_ports),

@@ -134,6 +134,23 @@ rules:
     assert img.proto_wild == 0b1000
     assert img.dport_wild == 0b1101
     assert img.sport_wild == 0b1011
+    assert img.l4_wild == 0b1000        # neither protocol nor destination port: skip that lookup
+
+
+def test_interface_entries_hold_their_rules_and_those_for_untagged_frames():
+    config = parse_config_text("""
+interfaces: {xdpdt-a: {}, xdpdt-b: {}}
+rules:
+  - {name: v, action: drop, vlan: 20}
+  - {name: only-b, action: drop, interfaces: [xdpdt-b], proto: udp}
+  - {name: any, action: count}
+""", "t.yaml")
+    slots = assign_slots([r.name for r in config.rules], {}, (), layout.MAX_RULE_SLOTS)
+    entries = tables.iface_entries(config, {"xdpdt-a": 7, "xdpdt-b": 9}, {"xdpdt-a": 0, "xdpdt-b": 1})
+    img = tables.build_image(config, slots, entries)
+    a, b = img.ifaces
+    assert (a.ifindex, a.rules, a.untagged) == (7, 0b101, 0b100)   # clipped to the bank's 3 rules
+    assert (b.ifindex, b.rules, b.untagged) == (9, 0b111, 0b110)   # an untagged frame skips rule v
 
 
 def test_filter_hashes_are_in_range_and_spread():
