@@ -29,7 +29,7 @@ from xdpd.model import Config, Interface, Origin, Rule, Settings
 from xdpd.problems import ConfigError, Problem, format_origin, show
 from xdpd.ruleaddrs import ListFiles
 from xdpd.ruleparse import RuleResult, parse_rules
-from xdpd.settingsparse import MAX_ADDRESSES_LIMIT, parse_settings
+from xdpd.settingsparse import CAPACITY_LIMITS, parse_settings
 from xdpd.yamldoc import Doc, compose, suggest
 
 __all__ = [
@@ -92,7 +92,9 @@ def peek_settings(config_dir: str) -> Settings:
 
     Only a guess for starting work early (the daemon starts compiling while
     list files are parsed): anything unreadable gives the defaults, and
-    :func:`load_config` remains the judge.
+    :func:`load_config` remains the judge.  Only the map capacities
+    (:data:`settingsparse.CAPACITY_LIMITS`) are read: they are what the
+    program is built with.
     """
     values: dict = {}
     try:
@@ -100,9 +102,10 @@ def peek_settings(config_dir: str) -> Settings:
             with open(path, encoding="utf-8") as f:
                 doc = yaml.safe_load(f)
             if isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
-                v = doc["settings"].get("max_addresses")
-                if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_ADDRESSES_LIMIT:
-                    values["max_addresses"] = v
+                for key, bound in CAPACITY_LIMITS.items():
+                    v = doc["settings"].get(key)
+                    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= bound:
+                        values[key] = v
     except (ConfigError, OSError, UnicodeDecodeError, yaml.YAMLError):
         pass
     return Settings(**values)

@@ -21,12 +21,29 @@ class Action(enum.Enum):
     """What a matching rule does.
 
     ``COUNT`` counts the packet and lets it go on to later rules; ``DROP`` and
-    ``PASS`` decide.
+    ``PASS`` decide.  ``LIMIT`` lets a packet within the rule's rate go on to
+    later rules (as ``COUNT`` does) and drops one over it.
     """
 
     DROP = "drop"
     PASS = "pass"
     COUNT = "count"
+    LIMIT = "limit"
+
+
+class LimitUnit(enum.Enum):
+    """What a rate counts."""
+
+    PACKETS = "packets"
+    BYTES = "bytes"
+
+
+class LimitPer(enum.Enum):
+    """Who shares one bucket: each source (an IPv4 address, an IPv6 /64) or
+    everything the rule matches."""
+
+    SOURCE = "source"
+    RULE = "rule"
 
 
 class Default(enum.Enum):
@@ -126,6 +143,22 @@ class TcpFlags:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A ``limit`` rule's rate (a token bucket: ``burst`` at once, then
+    ``rate`` per second), who shares a bucket, and how long a source that
+    goes over is banned (None: not banned, only its excess is dropped)."""
+
+    rate: float
+    """Packets or bytes (``unit``) per second, > 0."""
+    unit: LimitUnit
+    burst: int
+    """Packets or bytes the bucket holds, >= 1."""
+    per: LimitPer = LimitPer.SOURCE
+    ban: float | None = None
+    """Seconds; only with ``per: source``."""
+
+
+@dataclass(frozen=True)
 class Rule:
     """One entry of the ordered rule list.
 
@@ -157,6 +190,8 @@ class Rule:
     """IP packet length: IPv4 total length, IPv6 payload length + 40."""
     vlans: tuple[PortRange, ...] | None = None
     """Outer VLAN id of the frame (untagged frames do not match)."""
+    limit: Limit | None = None
+    """Set exactly when ``action`` is ``LIMIT``."""
     origin: Origin = field(default=Origin("<none>"), compare=False)
 
 
@@ -184,6 +219,11 @@ class Settings:
     detach_on_stop: bool = True
     max_addresses: int = 2_000_000
     """Capacity of each exact-address map (per direction and family)."""
+    max_limit_sources: int = 1_000_000
+    """Per-source buckets of ``limit`` rules kept (an LRU: the least recently
+    seen source is forgotten first); fixed when the program is built."""
+    max_bans: int = 1_000_000
+    """Capacity of the ban table, shared by ``ban:`` rules and ``xdpd ban``."""
 
 
 @dataclass(frozen=True)

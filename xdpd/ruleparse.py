@@ -1,8 +1,9 @@
 """The ``rules:`` list: each rule's keys, name and action, its fields assembled into a :class:`model.Rule`.
 
 The fields have their own modules by concern (:mod:`xdpd.ruleaddrs`,
-:mod:`xdpd.ruleproto`, :mod:`xdpd.rulematch`); a new field gets its parser there or in a module of
-its own, its key in :data:`RULE_KEYS` and its place in :func:`_rule`.
+:mod:`xdpd.ruleproto`, :mod:`xdpd.rulematch`, :mod:`xdpd.rulelimit`); a new
+field gets its parser there or in a module of its own, its key in
+:data:`RULE_KEYS` and its place in :func:`_rule`.
 Checks that span rules or files (duplicate names, how many, whether the
 interfaces a rule names are configured) are :mod:`xdpd.config`'s.
 """
@@ -19,6 +20,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from xdpd.model import Action, Origin, Rule
 from xdpd.problems import show
 from xdpd.ruleaddrs import ListFiles, parse_addresses
+from xdpd.rulelimit import LIMIT_KEYS, parse_limit
 from xdpd.rulematch import MATCH_KEYS, parse_match_fields
 from xdpd.ruleproto import PORT_KEYS, check_port_protos, parse_ports, parse_protos
 from xdpd.yamldoc import Doc, Fields, is_null, kind
@@ -35,6 +37,7 @@ RULE_KEYS = (
     "dst_port",
     "interfaces",
     *MATCH_KEYS,
+    *LIMIT_KEYS,
 )
 _RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
 
@@ -75,12 +78,15 @@ def _rule(doc: Doc, node: Node, list_files: ListFiles) -> RuleResult:
         result.name, result.name_origin = name, doc.origin(fields["name"][1])
     action_node = _required(doc, node, fields, "action")
     action = doc.choice(action_node, "action", Action) if action_node else None
+    if action is Action.LIMIT:
+        _required(doc, node, fields, "rate", "action limit needs a rate, like 'rate: 1000/s'")
     src, src_files = parse_addresses(doc, fields, "src", list_files)
     dst, dst_files = parse_addresses(doc, fields, "dst", list_files)
     protos = parse_protos(doc, fields["proto"][1]) if "proto" in fields else None
     ports = {key: parse_ports(doc, fields[key][1], key) if key in fields else None for key in PORT_KEYS}
     check_port_protos(doc, fields, ports, protos)
     match = parse_match_fields(doc, fields, protos)
+    limit = parse_limit(doc, fields, action)
     if "interfaces" in fields:
         result.interfaces = _interfaces(doc, fields["interfaces"][1])
     if len(doc.problems) == start and name is not None and action is not None:
@@ -96,13 +102,15 @@ def _rule(doc: Doc, node: Node, list_files: ListFiles) -> RuleResult:
             dst_files=dst_files,
             interfaces=tuple(sorted({name for name, _ in result.interfaces})) or None,
             **match,
+            limit=limit,
             origin=result.origin,
         )
     return result
 
 
-def _required(doc: Doc, node: Node, fields: Fields, key: str) -> Node | None:
-    """The value of a required key, or None after reporting it missing.
+def _required(doc: Doc, node: Node, fields: Fields, key: str, missing: str | None = None) -> Node | None:
+    """The value of a required key, or None after reporting it missing (with ``missing``, or
+    "rule has no 'key'").
 
     A misspelt ``actoin:`` was already reported with "did you mean
     'action'?"; saying the rule also lacks an action would be noise.
@@ -113,7 +121,7 @@ def _required(doc: Doc, node: Node, fields: Fields, key: str) -> Node | None:
     written = [str(k.value).lower() for k, _ in node.value if isinstance(k, ScalarNode)]
     unknown = [k for k in written if k not in RULE_KEYS]
     if not any(difflib.get_close_matches(k, RULE_KEYS, n=1, cutoff=0.6) == [key] for k in unknown):
-        doc.error(node, f"rule has no {show(key)}")
+        doc.error(node, missing or f"rule has no {show(key)}")
     return None
 
 

@@ -16,7 +16,9 @@ from xdpd.model import Origin
 from xdpd.yamldoc import INVALID, TAG, Doc, kind
 
 MAX_ADDRESSES_LIMIT = 1 << 24
-SETTINGS_KEYS = ("log_interval", "check_interval", "detach_on_stop", "max_addresses")
+CAPACITY_LIMITS = {"max_addresses": MAX_ADDRESSES_LIMIT, "max_limit_sources": 1 << 24, "max_bans": 1 << 24}
+"""The settings that size a BPF map, and their largest value."""
+SETTINGS_KEYS = ("log_interval", "check_interval", "detach_on_stop", *CAPACITY_LIMITS)
 
 
 def parse_settings(doc: Doc, node: Node) -> dict[str, tuple[Any, Origin]]:
@@ -26,7 +28,7 @@ def parse_settings(doc: Doc, node: Node) -> dict[str, tuple[Any, Origin]]:
         "log_interval": _seconds,
         "check_interval": _seconds,
         "detach_on_stop": _detach_on_stop,
-        "max_addresses": _max_addresses,
+        **dict.fromkeys(CAPACITY_LIMITS, _capacity),
     }
     out: dict[str, tuple[Any, Origin]] = {}
     for key, (key_node, value_node) in fields.items():
@@ -54,13 +56,15 @@ def _detach_on_stop(doc: Doc, node: Node, _key: str) -> Any:
     return doc.boolean(node, "detach_on_stop")
 
 
-def _max_addresses(doc: Doc, node: Node, _key: str) -> Any:
-    expected = f"max_addresses must be an integer 1-{MAX_ADDRESSES_LIMIT}"
+def _capacity(doc: Doc, node: Node, key: str) -> Any:
+    """An integer 1 to the key's :data:`CAPACITY_LIMITS` (max_addresses, max_limit_sources, max_bans)."""
+    bound = CAPACITY_LIMITS[key]
+    expected = f"{key} must be an integer 1-{bound}"
     if not (isinstance(node, ScalarNode) and node.tag == TAG + "int"):
         doc.error(node, f"{expected}, got {kind(node)}")
         return INVALID
     value = doc.construct(node)
-    if value is not INVALID and not 1 <= value <= MAX_ADDRESSES_LIMIT:
+    if value is not INVALID and not 1 <= value <= bound:
         doc.error(node, f"{expected}, got {value}")
         return INVALID
     return value

@@ -23,6 +23,9 @@ from xdpd.model import (
     Config,
     Default,
     Interface,
+    Limit,
+    LimitPer,
+    LimitUnit,
     Mode,
     Origin,
     PortRange,
@@ -406,7 +409,7 @@ def test_bad_settings(tmp_path: Path) -> None:
         "rules.yaml:5:3: unknown key 'log_intervall'; did you mean 'log_interval'?",
         "rules.yaml:6:3: unknown key 'check_intervall'; did you mean 'check_interval'?",
         "rules.yaml:7:3: unknown key 'period'; expected one of: log_interval, check_interval, detach_on_stop, "
-        "max_addresses",
+        "max_addresses, max_limit_sources, max_bans",
     ]
 
 
@@ -551,7 +554,8 @@ def test_unknown_rule_key(tmp_path: Path) -> None:
     ) == [
         "rules.yaml:4:5: unknown key 'srcport'; did you mean 'src_port'?",
         "rules.yaml:5:5: unknown key 'comment'; expected one of: name, action, src, src_file, dst, dst_file, "
-        "proto, src_port, dst_port, interfaces, tcp_flags, icmp_type, icmp_code, ttl, length, vlan",
+        "proto, src_port, dst_port, interfaces, tcp_flags, icmp_type, icmp_code, ttl, length, vlan, rate, burst, "
+        "per, ban",
     ]
 
 
@@ -577,7 +581,7 @@ def test_problem_reached_through_two_aliases_is_listed_once(tmp_path: Path) -> N
     [
         ("5", "action must be a string, got an integer"),
         ("dorp", "unknown action 'dorp'; did you mean 'drop'?"),
-        ("reject", "unknown action 'reject'; expected one of: drop, pass, count"),
+        ("reject", "unknown action 'reject'; expected one of: drop, pass, count, limit"),
         ("[drop]", "action must be a string, got a list"),
         ("", "action must be a string, got null"),
     ],
@@ -983,12 +987,15 @@ def test_shipped_examples_are_valid(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
     config = load_config(tmp_path)
     assert [(i.name, i.observe) for i in config.interfaces] == [("eth0", False), ("eth1", True)]
-    assert len(config.rules) == 9
+    assert len(config.rules) == 11
     by_name = {r.name: r for r in config.rules}
     assert by_name["admin-ssh"].interfaces == ("eth1",)
     assert by_name["syn-flood-web"].tcp_flags is not None
     assert by_name["no-ping"].icmp_types == frozenset({(4, 8), (6, 128)})
     assert by_name["odd-frames"].vlans == (PortRange(20, 20), PortRange(100, 199))
+    assert by_name["dns-flood"].limit == Limit(rate=1000.0, unit=LimitUnit.PACKETS, burst=2000, ban=60.0)
+    assert by_name["backup-traffic"].limit == Limit(rate=25e6, unit=LimitUnit.BYTES, burst=25_000_000,
+                                                    per=LimitPer.RULE)
     assert {r.action for r in config.rules} == set(Action)
 
 

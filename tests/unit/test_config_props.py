@@ -19,10 +19,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from xdpd.config import MAX_RULES, ConfigError, ListCache, parse_config_text
-from xdpd.model import ICMP_PROTOS, Config
+from xdpd.model import ICMP_PROTOS, Action, Config, Limit, LimitPer, LimitUnit
+from xdpd.rulelimit import MIN_BYTE_BURST
+from xdpd.units import MAX_DURATION, MAX_RATE
 
 VALID = """\
-settings: {log_interval: 60, check_interval: 30, detach_on_stop: true, max_addresses: 2000000}
+settings: {log_interval: 60, check_interval: 30, detach_on_stop: true, max_addresses: 2000000,
+           max_limit_sources: 1000000, max_bans: 1000000}
 interfaces:
   eth0: {mode: auto, default: pass, observe: false}
   eth1: {}
@@ -38,6 +41,8 @@ rules:
   - {name: b, action: pass, dst: *nets}
   - {name: syn, action: drop, proto: tcp, tcp_flags: "syn,!ack", ttl: "0-2", length: [60, "1400-65535"]}
   - {name: ping, action: drop, proto: [icmp, icmpv6], icmp_type: [echo-request, 3], icmp_code: "0-3", vlan: 20}
+  - {name: dns, action: limit, proto: udp, dst_port: 53, rate: 1000/s, burst: 2000, per: source, ban: 60s}
+  - {name: bulk, action: limit, rate: 10mbit/s, per: rule}
 """
 
 _TOKENS = list(" \t\n-:#{}[],&*!|>'\"%@`?~.0123456789/abcxyz\\") + ["\x00", "é", "\r", "<<", "!!int ", "- "]
@@ -47,6 +52,7 @@ _KEYS = [
     "settings", "interfaces", "rules", "log_interval", "check_interval", "detach_on_stop", "max_addresses",
     "mode", "default", "name", "action", "src", "dst", "src_file", "dst_file", "proto", "src_port",
     "dst_port", "interfaces", "tcp_flags", "icmp_type", "icmp_code", "ttl", "length", "vlan", "observe",
+    "rate", "burst", "per", "ban", "max_limit_sources", "max_bans",
     "eth0", "actoin", "comment", "<<", "~", "1", "'quoted key'", "[a, b]", "{x: 1}", "? complex",
 ]  # fmt: skip
 _VALUES = [
@@ -59,6 +65,9 @@ _VALUES = [
     "list.txt", "bad.txt", "binary.txt", "missing.txt", ".", "/dev/null", "'a\\x00b'", '"\\0"', "a" * 70,
     "4095", "4096", "'syn,!ack'", "'!syn'", "!ack", "'syn,,ack'", "'syn,!syn'", "sny", "echo-request",
     "packet-too-big", "neighbor-solicitation", "eth1", "[eth0, eth9]", "'0-2'", "255-0",
+    "limit", "source", "rule", "1000/s", "0/s", "-1/s", "50/m", "1/h", "0.5/h", "10mbit/s", "10mb/s", "500kB/s",
+    "1KB/s", "1gbit/s", "1e3/s", "1000/sec", "1000pps", "1B/s", "1000GB/s", "2000GB/s", "60s", "10m", "1h",
+    "2d", "366d", "0s", "1w", "1514", "1513", "16777216", "16777217",
     "[" * 5, "}", "- x", "'unterminated", '"also', "@reserved", "`tick", "%directive",
 ]  # fmt: skip
 _SCALAR = re.compile(r"(?<=[:\[,] )[^\s,\[\]{}]+|(?<=- )[^\s:,\[\]{}]+")
@@ -123,7 +132,9 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_valid_seed_loads(fuzz_dir: Path) -> None:
     config = parse_config_text(VALID, str(fuzz_dir / "rules.yaml"))
-    assert len(config.rules) == 5
+    assert len(config.rules) == 7
+    assert config.rules[5].limit == Limit(rate=1000.0, unit=LimitUnit.PACKETS, burst=2000, ban=60.0)
+    assert config.rules[6].limit == Limit(rate=1.25e6, unit=LimitUnit.BYTES, burst=1_250_000, per=LimitPer.RULE)
     assert config.interface("eth0") is not None and config.interface("eth0").observe is False
     assert config.settings.check_interval == 30.0
 
@@ -191,11 +202,25 @@ def check_promises(config: Config) -> None:
         assert rule.tcp_flags is None or (rule.protos == {6} and rule.tcp_flags.value & ~rule.tcp_flags.mask == 0)
         assert rule.icmp_types is None or (rule.protos and rule.protos <= ICMP_PROTOS)
         assert rule.icmp_codes is None or rule.icmp_types is not None
+        check_limit(rule.action, rule.limit)
     assert all(isinstance(i.observe, bool) for i in config.interfaces)
     settings = config.settings
     assert settings.log_interval > 0 and settings.check_interval > 0
     assert isinstance(settings.detach_on_stop, bool)
     assert 1 <= settings.max_addresses <= 1 << 24
+    assert 1 <= settings.max_limit_sources <= 1 << 24 and 1 <= settings.max_bans <= 1 << 24
+
+
+def check_limit(action: Action, limit: Limit | None) -> None:
+    """A Limit exactly on limit rules, with a rate and burst the XDP program's arithmetic can take."""
+    assert (limit is not None) == (action is Action.LIMIT)
+    if limit is None:
+        return
+    assert 1 / 3600 <= limit.rate * (1 + 1e-9) and limit.rate <= MAX_RATE
+    assert isinstance(limit.burst, int) and limit.burst >= 1
+    assert limit.burst <= limit.rate * MAX_DURATION
+    assert limit.unit is LimitUnit.PACKETS or limit.burst >= MIN_BYTE_BURST
+    assert limit.ban is None or (limit.per is LimitPer.SOURCE and 0 < limit.ban <= MAX_DURATION)
 
 
 def outcome(text: str, path: str, cache: ListCache | None) -> object:
