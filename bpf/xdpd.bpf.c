@@ -62,7 +62,26 @@
  * the kernel's stack would drop them too, and a filter must not be bypassed by
  * frames it cannot read.
  *
- * Build-time parameters (-D): PIN_DIR, MAX_EXACT, MAX_PREFIXES, IFINDEX_MAX.
+ * Rate limits (action limit) are token buckets kept as GCRA "theoretical
+ * arrival times" (one u64 per bucket, updated with atomics, so CPUs share a
+ * bucket without a lock): per rule in an array by counter slot, per source
+ * (IPv4 address, IPv6 /64) in an LRU hash, so a flood of spoofed sources
+ * evicts old buckets instead of growing memory.  A limit rule that a packet
+ * matches and that is within its rate lets the packet go on to later rules,
+ * as count does; over the rate it is dropped (drop_limit) and, with a ban,
+ * its source goes into the ban table.
+ *
+ * Bans (from limit rules and `xdpd ban`) live in a hash pinned apart from
+ * the other maps (BAN_DIR), so they survive restarts and upgrades that change
+ * this program.  A banned source is dropped before any rule (drop_ban).
+ * While no ban exists, state->bans_armed is 0 and packets read nothing more;
+ * with bans, a byte filter (one byte per hash value, written with plain byte
+ * stores so no concurrent writer loses another's mark) answers for most
+ * sources that are not banned without the hash.  Expiry is compared on
+ * lookup (CLOCK_MONOTONIC deadlines); the daemon's sweep only frees memory.
+ *
+ * Build-time parameters (-D): PIN_DIR, BAN_DIR, MAX_EXACT, MAX_PREFIXES,
+ * IFINDEX_MAX, MAX_LIMIT_SOURCES, MAX_BANS.
  */
 #include <uapi/linux/bpf.h>
 #include <linux/in.h>
@@ -83,6 +102,15 @@
 #endif
 #ifndef IFINDEX_MAX
 #define IFINDEX_MAX 65536
+#endif
+#ifndef BAN_DIR
+#error "BAN_DIR must be defined (-DBAN_DIR=\"/sys/fs/bpf/xdpd/bans-...\")"
+#endif
+#ifndef MAX_LIMIT_SOURCES
+#define MAX_LIMIT_SOURCES 1000000
+#endif
+#ifndef MAX_BANS
+#define MAX_BANS 1000000
 #endif
 
 #define MAX_RULES 128		/* bits in struct mask */
@@ -106,11 +134,29 @@
 #define V_OBSERVE_DROP_RULE 6	/* observe mode: would have been dropped ... */
 #define V_OBSERVE_DROP_DEFAULT 7
 #define V_OBSERVE_DROP_MALFORMED 8
-#define NVERDICTS 9
+#define V_DROP_LIMIT 9		/* over a limit rule's rate */
+#define V_DROP_BAN 10		/* the source is banned */
+#define V_OBSERVE_DROP_LIMIT 11
+#define V_OBSERVE_DROP_BAN 12
+#define NVERDICTS 13
 
 #define ACT_PASS 0
 #define ACT_DROP 1
 #define ACT_COUNT 2
+#define ACT_LIMIT 3
+
+/* rule_ent.flags of a limit rule */
+#define LIM_BYTES 1		/* the rate counts bytes (cost is per byte) */
+#define LIM_PER_SOURCE 2	/* one bucket per source, else one for the rule */
+/* Limit arithmetic runs in 1/TIME_SCALE ns: the cost of a byte at 100 Gbit/s
+ * is 0.08 ns, 5 units (2% off); u64 holds 9 years of uptime in these units. */
+#define TIME_SCALE 64
+#define BAN_FILTER_BITS 22	/* one byte per hash value: 4 MiB */
+#define BAN_FILTER_WORDS (1 << (BAN_FILTER_BITS - 3))
+#define BAN_BY_CLI 0xffffffff	/* ban.rule_slot of a ban made by `xdpd ban` */
+#define BAN_STAT_BY_RULE 0	/* ban_stats: bans made by limit rules */
+#define BAN_STAT_FULL 1		/* ... refused: the ban table was full */
+#define BAN_STATS 2
 
 /* bank_cfg.flags: which address maps hold entries in this bank. */
 #define F_SRC4_EXACT (1 << 0)
@@ -171,10 +217,13 @@ struct bank_cfg {
 
 /* The switch and both banks' settings in one value: one lookup per packet.
  * Userspace changes either cfg[inactive] or the bank number in one write,
- * never bytes a packet of the active bank reads. */
+ * never bytes a packet of the active bank reads.  bans_armed is set by the
+ * program and `xdpd ban` when they add a ban (the map is mmapable: a single
+ * u32 store, no read-modify-write of the bank) and cleared by the daemon only
+ * when the ban table is empty. */
 struct state {
 	u32 bank;
-	u32 pad;
+	u32 bans_armed;
 	u64 generation;
 	struct bank_cfg cfg[2];
 };
@@ -182,6 +231,11 @@ struct state {
 struct rule_ent {
 	u32 action;
 	u32 slot;
+	u64 cost;	/* limit: TIME_SCALE units per packet, or per byte (LIM_BYTES) */
+	u64 tau;	/* limit: the burst, in the same units */
+	u64 ban_ns;	/* limit: how long a source over the rate is banned; 0: never */
+	u32 flags;	/* LIM_* */
+	u32 pad;
 };
 
 struct iface_ent {
@@ -267,6 +321,26 @@ struct iface_meta {
 	u32 pad;
 };
 
+/* A source as the ban table and per-source buckets know it: an IPv4 address
+ * as ::ffff:a.b.c.d, an IPv6 address as its /64 (the rest zero). */
+struct src_key {
+	u8 addr[16];
+};
+
+struct ban {
+	u64 expires;	/* CLOCK_MONOTONIC ns; 0: until deleted */
+	u64 since;	/* CLOCK_MONOTONIC ns when it was made */
+	u32 rule_slot;	/* counter slot of the limit rule that made it, or BAN_BY_CLI */
+	u32 pad;
+	char reason[64];
+};
+
+struct bucket_key {
+	u32 slot;	/* the limit rule's counter slot */
+	u32 pad;
+	struct src_key src;
+};
+
 struct vlanhdr {
 	__be16 tci;
 	__be16 proto;
@@ -300,7 +374,7 @@ struct pkt {
 	u8 s6[16], d6[16];
 };
 
-BPF_TABLE_PINNED("array", u32, struct state, state, 1, PIN_DIR "/state");
+BPF_TABLE_PINNED("array", u32, struct state, state, 1, PIN_DIR "/state", BPF_F_MMAPABLE);
 BPF_TABLE_PINNED("array", u32, struct rule_ent, rules, 2 * MAX_RULES, PIN_DIR "/rules");
 BPF_TABLE_PINNED("array", u32, struct mask, proto_mask, 2 * 256, PIN_DIR "/proto_mask");
 BPF_TABLE_PINNED("array", u32, struct mask, sport_mask, 2 * PORT_SLOTS, PIN_DIR "/sport_mask");
@@ -335,12 +409,31 @@ BPF_TABLE_PINNED("percpu_array", u32, struct counter, iface_stats, MAX_IFACES * 
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, rule_stats, MAX_RULE_SLOTS, PIN_DIR "/rule_stats");
 BPF_TABLE_PINNED("array", u32, struct rule_meta, rule_names, MAX_RULE_SLOTS, PIN_DIR "/rule_names");
 BPF_TABLE_PINNED("array", u32, struct iface_meta, iface_names, MAX_IFACES, PIN_DIR "/iface_names");
+BPF_TABLE_PINNED("array", u32, u64, rule_buckets, MAX_RULE_SLOTS, PIN_DIR "/rule_buckets");
+BPF_TABLE_PINNED("lru_hash", struct bucket_key, u64, src_buckets, MAX_LIMIT_SOURCES, PIN_DIR "/src_buckets");
+BPF_TABLE_PINNED("percpu_array", u32, struct counter, limit_stats, MAX_RULE_SLOTS, PIN_DIR "/limit_stats");
+BPF_TABLE_PINNED("percpu_array", u32, u64, ban_stats, BAN_STATS, PIN_DIR "/ban_stats");
+BPF_TABLE_PINNED("hash", struct src_key, struct ban, bans, MAX_BANS, BAN_DIR "/bans", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("array", u32, u64, ban_filter, BAN_FILTER_WORDS, BAN_DIR "/ban_filter", BPF_F_MMAPABLE);
 
-/* Per-CPU hand-off from classification to counting, see count_matched(). */
+/* Per-CPU working memory of one packet.
+ *
+ * The parsed packet lives here rather than on the stack: the verifier keeps
+ * no record of what a program wrote to a map value, so the fields classify()
+ * reads are unknown to it, and it verifies classify() once instead of once
+ * for every combination of constants the parser's paths leave (family,
+ * ports present or not, ...), which would exceed its budget of a million
+ * instructions.  The same holds for the hand-off to walk_matched(), and for
+ * the keys and values the walk passes to map helpers. */
 struct scratch {
-	u64 count_bits[2];
+	struct pkt pkt;
+	u64 bits[2];
 	u32 bank;
+	u32 observe;
+	u32 verdict;		/* classify()'s, for when no limit stops the packet */
 	u32 pad;
+	struct bucket_key bkey;	/* bkey.src: the packet's source */
+	struct ban ban;
 };
 BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
 
@@ -712,51 +805,170 @@ static __always_inline struct mask dst6_match(u32 bank, u32 flags, const struct 
 	return r;
 }
 
-static __always_inline void count_rule(u32 bank, u32 bit, u64 bytes)
+/* The source of a packet as ban and bucket keys know it (struct src_key). */
+static __always_inline void src_key_of(const struct pkt *p, struct src_key *k)
 {
-	u32 k = bank * MAX_RULES + bit;
-	struct rule_ent *r = rules.lookup(&k);
-	if (r) {
-		u32 slot = r->slot;
-		bump(rule_stats.lookup(&slot), bytes);
+	u32 *w = (u32 *)k->addr;
+	if (p->family == 4) {
+		w[0] = 0;
+		w[1] = 0;
+		w[2] = bpf_htonl(0xffff);
+		w[3] = p->s4;
+	} else {
+		const u32 *a = (const u32 *)p->s6;
+		w[0] = a[0];
+		w[1] = a[1];
+		w[2] = 0;
+		w[3] = 0;
 	}
 }
 
-/* Count the matching `count` rules that come before the deciding rule. */
-static __always_inline void count_word(u32 bank, u32 base, u64 bits, u64 bytes)
+/* The ban filter's hash of a source key; xdpd/bans.py computes the same. */
+static __always_inline u32 ban_hash(const struct src_key *k)
 {
-#pragma clang loop unroll(disable)
-	for (int j = 0; j < 64; j++) {
-		if (!bits)
-			break;
-		u32 bit = ctz64(bits);
-		bits &= bits - 1;
-		count_rule(bank, base + bit, bytes);
-	}
+	const u32 *w = (const u32 *)k->addr;
+	u32 x = (w[0] * 0x85EBCA6Bu) ^ (w[1] * 0xC2B2AE35u) ^ (w[2] * 0x27D4EB2Fu) ^ w[3];
+	return (x * 0x9E3779B1u) >> (32 - BAN_FILTER_BITS);
 }
 
-/* Count the `count` rules that matched before the deciding rule.
+static __always_inline int is_banned(const struct pkt *p)
+{
+	struct src_key k;
+	src_key_of(p, &k);
+	u32 h = ban_hash(&k);
+	u32 w = h >> 3;
+	u64 *word = ban_filter.lookup(&w);
+	if (!word || !((volatile u8 *)word)[h & 7])
+		return 0;
+	struct ban *b = bans.lookup(&k);
+	if (!b)
+		return 0;
+	u64 expires = b->expires;
+	return !expires || bpf_ktime_get_ns() < expires;
+}
+
+/* GCRA: *tat is the time at which the bucket would be full again.  A packet
+ * costing `cost` conforms if, after it, that time is at most `tau` (the
+ * burst) ahead of now.  CPUs share the bucket through atomics; a packet over
+ * the rate gives its cost back, so a flood does not starve the sources
+ * behind it of the rate. */
+static __always_inline int conforms(u64 *tat, u64 now, u64 cost, u64 tau)
+{
+	if (cost > tau)
+		return 0;		/* bigger than the whole burst: never */
+	u64 seen = *(volatile u64 *)tat;
+	if (seen < now) {
+		/* Idle long enough to be full: start again from now. */
+		if (__sync_val_compare_and_swap(tat, seen, now + cost) == seen)
+			return 1;
+	}
+	u64 old = __sync_fetch_and_add(tat, cost);
+	u64 from = old > now ? old : now;
+	if (from + cost - now > tau) {
+		__sync_fetch_and_sub(tat, cost);
+		return 0;
+	}
+	return 1;
+}
+
+static __always_inline int within_limit(struct scratch *sc, const struct rule_ent *r, u32 slot, u64 bytes)
+{
+	u64 *tat;
+	if (r->flags & LIM_PER_SOURCE) {
+		sc->bkey.slot = slot;
+		tat = src_buckets.lookup(&sc->bkey);
+		if (!tat) {
+			u64 fresh = 0;	/* in the past: a full bucket */
+			src_buckets.update(&sc->bkey, &fresh);	/* the LRU makes room */
+			tat = src_buckets.lookup(&sc->bkey);
+			if (!tat)
+				return 1;	/* cannot keep a bucket: never drop for that */
+		}
+	} else {
+		tat = rule_buckets.lookup(&slot);
+		if (!tat)
+			return 1;
+	}
+	u64 cost = r->cost;
+	if (r->flags & LIM_BYTES)
+		cost *= bytes;
+	return conforms(tat, bpf_ktime_get_ns() * TIME_SCALE, cost, r->tau);
+}
+
+static __always_inline void ban_source(struct state *st, struct scratch *sc, u64 ban_ns, u32 slot)
+{
+	u64 now = bpf_ktime_get_ns();
+	sc->ban.expires = now + ban_ns;
+	sc->ban.since = now;
+	sc->ban.rule_slot = slot;
+	u32 stat = BAN_STAT_BY_RULE;
+	if (bans.update(&sc->bkey.src, &sc->ban) == 0) {
+		/* The mark before the arm, the entry before both: a reader that
+		 * sees the arm finds the mark, one that sees the mark finds the
+		 * entry. */
+		u32 h = ban_hash(&sc->bkey.src);
+		u32 w = h >> 3;
+		u64 *word = ban_filter.lookup(&w);
+		if (word)
+			((volatile u8 *)word)[h & 7] = 1;
+		st->bans_armed = 1;
+	} else {
+		stat = BAN_STAT_FULL;
+	}
+	u64 *c = ban_stats.lookup(&stat);
+	if (c)
+		*c += 1;
+}
+
+/* Walk the rules classify() left in scratch, lowest bit (first in config
+ * order) first: count each, and stop at a limit rule the packet is over.
+ * Returns the verdict: the one classify() stored, or V_DROP_LIMIT.
  *
  * This runs last, reading its inputs back from the per-CPU scratch map:
  * values read from a map are unknown to the verifier, so every path through
  * the parser reaches the loop in the same state and the loop is verified
  * once instead of once per header combination (which exceeds the verifier's
  * budget of a million instructions). */
-static __always_inline void count_matched(struct xdp_md *ctx)
+static __always_inline u32 walk_matched(struct xdp_md *ctx, struct state *st)
 {
 	u32 zero = 0;
 	struct scratch *sc = scratch.lookup(&zero);
 	if (!sc)
-		return;
-	u64 b0 = sc->count_bits[0], b1 = sc->count_bits[1];
-	if (!(b0 | b1))
-		return;
-	sc->count_bits[0] = 0;
-	sc->count_bits[1] = 0;
+		return V_PASS_DEFAULT;
+	u64 b0 = sc->bits[0], b1 = sc->bits[1];
+	sc->bits[0] = 0;
+	sc->bits[1] = 0;
 	u32 bank = sc->bank & 1;
 	u64 bytes = (u64)ctx->data_end - (u64)ctx->data;
-	count_word(bank, 0, b0, bytes);
-	count_word(bank, 64, b1, bytes);
+#pragma clang loop unroll(disable)
+	for (int j = 0; j < MAX_RULES; j++) {
+		/* The lowest bit's index without branches: a ctz64() would give
+		 * the verifier a known constant on each of its paths, and the
+		 * body below would be verified once for every rule index. */
+		u32 bit;
+		if (b0) {
+			bit = __builtin_popcountll((b0 & -b0) - 1);
+			b0 &= b0 - 1;
+		} else if (b1) {
+			bit = 64 + __builtin_popcountll((b1 & -b1) - 1);
+			b1 &= b1 - 1;
+		} else {
+			break;
+		}
+		u32 k = bank * MAX_RULES + (bit & (MAX_RULES - 1));
+		struct rule_ent *r = rules.lookup(&k);
+		if (!r)
+			continue;
+		u32 slot = r->slot;
+		bump(rule_stats.lookup(&slot), bytes);
+		if (r->action == ACT_LIMIT && !within_limit(sc, r, slot, bytes)) {
+			bump(limit_stats.lookup(&slot), bytes);
+			if (r->ban_ns && !sc->observe)
+				ban_source(st, sc, r->ban_ns, slot);
+			return V_DROP_LIMIT;
+		}
+	}
+	return sc->verdict;
 }
 
 /* The header fields after the ports: only called when some rule uses one.
@@ -935,26 +1147,39 @@ static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const s
 	}
 	u64 c0 = m.w[0] & ~bc->decisive.w[0] & below0;
 	u64 c1 = m.w[1] & ~bc->decisive.w[1] & below1;
+	u32 v = NVERDICTS;
+	u32 slot = 0;
+	if (first < MAX_RULES) {
+		k = bank * MAX_RULES + first;
+		struct rule_ent *r = rules.lookup(&k);
+		if (!r)
+			return NVERDICTS;
+		slot = r->slot;
+		v = r->action == ACT_DROP ? V_DROP_RULE : V_PASS_RULE;
+	}
 	if (c0 | c1) {
+		/* Count and limit rules matched before the deciding rule: the
+		 * walk counts them in order and the deciding rule after them,
+		 * unless a limit stops the packet first. */
 		u32 zero = 0;
 		struct scratch *sc = scratch.lookup(&zero);
 		if (sc) {
-			sc->count_bits[0] = c0;
-			sc->count_bits[1] = c1;
+			if (first < 64)
+				c0 |= 1ULL << first;
+			else if (first < MAX_RULES)
+				c1 |= 1ULL << (first - 64);
+			sc->bits[0] = c0;
+			sc->bits[1] = c1;
 			sc->bank = bank;
+			sc->observe = ie->observe;
+			src_key_of(p, &sc->bkey.src);
 			*counting = 1;
+			return v;
 		}
 	}
-	if (first == MAX_RULES)
-		return NVERDICTS;
-
-	k = bank * MAX_RULES + first;
-	struct rule_ent *r = rules.lookup(&k);
-	if (!r)
-		return NVERDICTS;
-	u32 slot = r->slot;
-	bump(rule_stats.lookup(&slot), bytes);
-	return r->action == ACT_DROP ? V_DROP_RULE : V_PASS_RULE;
+	if (first < MAX_RULES)
+		bump(rule_stats.lookup(&slot), bytes);
+	return v;
 }
 
 static __always_inline int is_nd(const struct pkt *p)
@@ -988,17 +1213,19 @@ int xdpd_main(struct xdp_md *ctx)
 		return XDP_PASS;
 	u32 default_v = ie->default_drop ? V_DROP_DEFAULT : V_PASS_DEFAULT;
 
-	/* Only what parse() may leave unwritten: zero-filling all of it costs
-	 * stores on every packet, and each other field is written before it is
-	 * read on every path that reads it. */
-	struct pkt p;
-	p.sport = NO_PORT;
-	p.dport = NO_PORT;
-	p.vlan = VLAN_UNTAGGED;
-	p.l4 = 0;
+	struct scratch *sc = scratch.lookup(&zero);
+	if (!sc)
+		return XDP_PASS;
+	/* Only what parse() may leave unwritten: each other field is written
+	 * before it is read on every path that reads it. */
+	struct pkt *p = &sc->pkt;
+	p->sport = NO_PORT;
+	p->dport = NO_PORT;
+	p->vlan = VLAN_UNTAGGED;
+	p->l4 = 0;
 	int counting = 0;
 	u32 v;
-	switch (parse(data, end, &p)) {
+	switch (parse(data, end, p)) {
 	case P_MALFORMED:
 		v = V_DROP_MALFORMED;
 		break;
@@ -1009,22 +1236,33 @@ int xdpd_main(struct xdp_md *ctx)
 		v = default_v;
 		break;
 	default:
-		v = classify(bc, bank, ie, &p, bytes, &counting);
+		/* A banned source is dropped before any rule; with no ban in
+		 * the table this costs the test of a word already loaded. */
+		if (st->bans_armed && is_banned(p)) {
+			v = V_DROP_BAN;
+			break;
+		}
+		v = classify(bc, bank, ie, p, bytes, &counting);
 		if (v == NVERDICTS)
-			v = (ie->default_drop && is_nd(&p)) ? V_PASS_EXEMPT : default_v;
+			v = (ie->default_drop && is_nd(p)) ? V_PASS_EXEMPT : default_v;
+	}
+	if (counting) {
+		/* The verdict goes through the scratch map: see walk_matched(). */
+		sc->verdict = v;
+		v = walk_matched(ctx, st);
 	}
 
-	int action = (v == V_DROP_RULE || v == V_DROP_DEFAULT || v == V_DROP_MALFORMED) ? XDP_DROP : XDP_PASS;
+	int action = (v == V_DROP_RULE || v == V_DROP_DEFAULT || v == V_DROP_MALFORMED ||
+		      v == V_DROP_LIMIT || v == V_DROP_BAN) ? XDP_DROP : XDP_PASS;
 	if (action == XDP_DROP && ie->observe) {
-		/* V_DROP_RULE, V_DROP_DEFAULT, V_DROP_MALFORMED -> V_OBSERVE_DROP_* */
 		v = v == V_DROP_RULE ? V_OBSERVE_DROP_RULE :
-		    v == V_DROP_DEFAULT ? V_OBSERVE_DROP_DEFAULT : V_OBSERVE_DROP_MALFORMED;
+		    v == V_DROP_DEFAULT ? V_OBSERVE_DROP_DEFAULT :
+		    v == V_DROP_LIMIT ? V_OBSERVE_DROP_LIMIT :
+		    v == V_DROP_BAN ? V_OBSERVE_DROP_BAN : V_OBSERVE_DROP_MALFORMED;
 		action = XDP_PASS;
 	}
 	u32 sk = ie->slot * NVERDICTS + v;
 	bump(iface_stats.lookup(&sk), bytes);
-	if (counting)
-		count_matched(ctx);
 	return action;
 }
 

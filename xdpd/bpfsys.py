@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
+import mmap
 import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -207,6 +208,15 @@ class Map:
 
     def info(self) -> MapInfo:
         return map_info(self.fd)
+
+    def mmap(self) -> mmap.mmap:
+        """The values of a ``BPF_F_MMAPABLE`` array, shared with the program:
+        single stores to it are seen by the next packet, with no
+        read-modify-write of the rest of a value."""
+        info = self.info()
+        size = ((info.value_size + 7) & ~7) * info.max_entries
+        size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+        return mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 
     def lookup(self, key):
         value = self.value_type()

@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bpfsys, layout
+from . import bpfsys, layout, pins
 from .exitcodes import EX_SOFTWARE, EX_USAGE
 
 STAGED = "prog_staged"
@@ -55,10 +55,13 @@ class BuildParams:
     max_exact: int = 4_000_000
     max_prefixes: int = 200_000
     ifindex_max: int = layout.IFINDEX_MAX
+    max_limit_sources: int = 1_000_000
+    max_bans: int = 1_000_000
 
     def cflags(self) -> list[str]:
         return [f"-DMAX_EXACT={self.max_exact}", f"-DMAX_PREFIXES={self.max_prefixes}",
-                f"-DIFINDEX_MAX={self.ifindex_max}"]
+                f"-DIFINDEX_MAX={self.ifindex_max}", f"-DMAX_LIMIT_SOURCES={self.max_limit_sources}",
+                f"-DMAX_BANS={self.max_bans}"]
 
 
 def layout_id(source: bytes, params: BuildParams) -> str:
@@ -97,7 +100,9 @@ def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
     maps_dir = os.path.join(pin_dir, "maps-" + layout_id(text, params))
     fresh = not os.path.exists(os.path.join(maps_dir, "state"))
     os.makedirs(maps_dir, exist_ok=True)
-    cflags = [f'-DPIN_DIR="{maps_dir}"', "-w", *params.cflags()]
+    ban_dir = pins.bans_dir(pin_dir, params.max_bans)
+    os.makedirs(ban_dir, exist_ok=True)
+    cflags = [f'-DPIN_DIR="{maps_dir}"', f'-DBAN_DIR="{ban_dir}"', "-w", *params.cflags()]
     try:
         bpf = BPF(src_file=str(src).encode(), cflags=cflags)
         prog = bpf.load_func(layout.PROG_NAME.encode(), BPF.XDP)

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 import sdnotify
 from pyroute2 import IPRoute
 
-from . import layout, logs, prereq, reloadstate
+from . import bans, logs, pins, prereq, reloadstate
 from .compiler import BuildParams, CompileError, PendingCompile
 from .config import ConfigError, ListCache, load_config, peek_settings
+from .counts import CountReporter
 from .datapath import Datapath
 from .execute import ExecuteFailed, Executor, Outcome
 from .exitcodes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
@@ -50,6 +51,9 @@ from .watch import ConfigWatcher
 
 WATCH_DEBOUNCE = 0.1
 """Seconds of quiet after a file event before reloading (editors write in bursts)."""
+BAN_SWEEP_INTERVAL = 1.0
+"""Seconds between sweeps of the ban table (expired bans, stale marks); a
+sweep that takes long stretches the interval to ten times its duration."""
 
 
 @dataclass
@@ -75,32 +79,8 @@ class _Triggers:
 
 def build_params(settings) -> BuildParams:
     # Two banks share each exact map.
-    return BuildParams(max_exact=2 * settings.max_addresses)
-
-
-class CountReporter:
-    """Logs per-rule and per-interface counts that changed since last time."""
-
-    def __init__(self, maps: PinnedMaps, log) -> None:
-        self.maps, self.log = maps, log
-        self.last: dict[tuple[str, int], tuple[int, int]] = {}
-
-    def report(self) -> None:
-        owners = self.maps.rule_slots()
-        for action, slot in self.maps.rule_order():
-            self._one("rule_stats", slot, rule=owners[slot].name if slot in owners else str(slot),
-                      action=layout.ACTION_NAMES.get(action, str(action)))
-        for slot, iface in self.maps.iface_slots().items():
-            for v in layout.Verdict:
-                self._one("iface_stats", slot * layout.NVERDICTS + v, iface=iface.name, verdict=v.label)
-
-    def _one(self, table: str, index: int, **fields) -> None:
-        packets, nbytes = self.maps.counter(table, index)
-        prev = self.last.get((table, index), (0, 0))
-        self.last[(table, index)] = (packets, nbytes)
-        if packets != prev[0]:
-            self.log.info("count", packets=packets, bytes=nbytes,
-                          delta_packets=packets - prev[0], delta_bytes=nbytes - prev[1], **fields)
+    return BuildParams(max_exact=2 * settings.max_addresses, max_limit_sources=settings.max_limit_sources,
+                       max_bans=settings.max_bans)
 
 
 def _status_line(config: Config, outcome: Outcome) -> str:
@@ -117,9 +97,10 @@ class Daemon:
     """The running daemon's state and its main loop."""
 
     def __init__(self, config: Config, config_dir: str, runtime_dir: str, datapath: Datapath,
-                 links: XdpLinks, cache: ListCache, notifier, log, triggers: _Triggers) -> None:
+                 links: XdpLinks, ban_table: bans.BanTable, cache: ListCache, notifier, log,
+                 triggers: _Triggers) -> None:
         self.config, self.config_dir, self.runtime_dir = config, config_dir, runtime_dir
-        self.datapath, self.links = datapath, links
+        self.datapath, self.links, self.ban_table = datapath, links, ban_table
         self.executor = Executor(datapath, datapath.maps, links)
         self.images = ImageCache()
         self.cache, self.notifier, self.log = cache, notifier, log
@@ -163,9 +144,10 @@ class Daemon:
         now = time.monotonic()
         next_report = now + self.config.settings.log_interval
         next_check = now + self.config.settings.check_interval
+        next_sweep = now + BAN_SWEEP_INTERVAL
         while not t.stop:
             now = time.monotonic()
-            deadline = min(next_report, next_check)
+            deadline = min(next_report, next_check, next_sweep)
             if self.watchdog_interval:
                 deadline = min(deadline, now + self.watchdog_interval)
             t.wake.wait(max(0.0, deadline - now))
@@ -189,7 +171,22 @@ class Daemon:
             if now >= next_report:
                 next_report = now + self.config.settings.log_interval
                 self.reporter.report()
+            if now >= next_sweep:
+                next_sweep = now + max(BAN_SWEEP_INTERVAL, 10 * self.sweep_bans())
             self.datapath.settle()
+
+    def sweep_bans(self) -> float:
+        """Expire bans and tidy the ban filter; returns how long it took."""
+        started = time.monotonic()
+        try:
+            r = self.ban_table.sweep()
+        except OSError as e:
+            self.log.error("ban_sweep_failed", detail=str(e))
+            return time.monotonic() - started
+        if r.expired or r.disarmed:
+            self.log.info("bans_expired", expired=r.expired, active=r.active,
+                          idle=r.disarmed)
+        return time.monotonic() - started
 
     def reload(self, watcher: ConfigWatcher, hup: bool) -> None:
         """Apply the config on disk, or keep the current one if it is invalid."""
@@ -211,7 +208,9 @@ class Daemon:
             self.announce(False, f"reload failed, still enforcing the previous config: {e}", [str(e)])
             return
         if build_params(config.settings) != build_params(self.config.settings):
-            self.log.warning("restart_needed", setting="max_addresses",
+            changed = [k for k in ("max_addresses", "max_limit_sources", "max_bans")
+                       if getattr(config.settings, k) != getattr(self.config.settings, k)]
+            self.log.warning("restart_needed", setting=",".join(changed),
                              hint="map capacity is fixed at start; restart xdpd to resize")
         self.config = config
         watcher.set_files(config.files)
@@ -317,10 +316,12 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
         return EX_SOFTWARE
     datapath = Datapath(maps, fresh=loaded.fresh)
     datapath.adopt()  # maps a previous daemon left pinned: learn what they hold
+    ban_dir = pins.bans_dir(pin_dir, config.settings.max_bans)
+    ban_table = bans.BanTable(ban_dir, maps["state"])
     try:
         with IPRoute() as ipr:
             daemon = Daemon(config, config_dir, runtime_dir, datapath, XdpLinks(ipr, loaded.prog_fd),
-                            cache, notifier, log, triggers)
+                            ban_table, cache, notifier, log, triggers)
             triggers.install_signals()
             monitor = LinkMonitor(daemon.on_link)
             monitor.start()  # before the first apply: nothing that happens after it is missed
@@ -339,6 +340,9 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
                          addresses=result.plan.addresses)
                 for stale in remove_stale_maps(pin_dir, loaded.maps_dir):
                     log.info("unpinned_stale_maps", path=stale)
+                moved, left_out = bans.migrate(pin_dir, ban_dir, maps["state"])
+                if moved or left_out:
+                    log.info("bans_moved", to=ban_dir, moved=moved, left_out=left_out)
                 daemon.announce(True, _status_line(config, result), [])
                 log.info("ready", config_dir=config_dir, pin_dir=pin_dir)
                 datapath.settle()
@@ -355,6 +359,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
             else:
                 log.info("left_attached", hint="detach_on_stop is false: filtering continues")
     finally:
+        ban_table.close()
         maps.close()
         os.close(loaded.prog_fd)
     log.info("stopped")

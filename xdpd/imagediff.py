@@ -93,10 +93,10 @@ def diff_images(old: BankImage | None, new: BankImage,
     Address counts are entries of the hash maps, tries and small tables.
     """
     if old is None:
-        return ImageDiff(rules_added=tuple(new_names[s] for _, s in new.rules),
+        return ImageDiff(rules_added=tuple(new_names[r.slot] for r in new.rules),
                          addresses_added=new.address_count(), other=True)
-    old_rules = {old_names.get(s, f"slot {s}"): (i, a) for i, (a, s) in enumerate(old.rules)}
-    new_rules = {new_names.get(s, f"slot {s}"): (i, a) for i, (a, s) in enumerate(new.rules)}
+    old_rules = {old_names.get(r.slot, f"slot {r.slot}"): (i, r.action) for i, r in enumerate(old.rules)}
+    new_rules = {new_names.get(r.slot, f"slot {r.slot}"): (i, r.action) for i, r in enumerate(new.rules)}
     added = tuple(n for n in new_rules if n not in old_rules)
     removed = tuple(n for n in old_rules if n not in new_rules)
     plus = minus = 0

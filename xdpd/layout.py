@@ -36,7 +36,8 @@ LEN_SLOTS = 65536
 ACT_PASS = 0
 ACT_DROP = 1
 ACT_COUNT = 2
-ACTION_NAMES = {ACT_PASS: "pass", ACT_DROP: "drop", ACT_COUNT: "count"}
+ACT_LIMIT = 3
+ACTION_NAMES = {ACT_PASS: "pass", ACT_DROP: "drop", ACT_COUNT: "count", ACT_LIMIT: "limit"}
 """Action code -> the name a config uses for it (:class:`xdpd.model.Action` values)."""
 ACTION_CODES = {name: code for code, name in ACTION_NAMES.items()}
 
@@ -54,6 +55,12 @@ class Verdict(enum.IntEnum):
     """Observe mode: would have been dropped by a rule, passed."""
     OBSERVE_DROP_DEFAULT = 7
     OBSERVE_DROP_MALFORMED = 8
+    DROP_LIMIT = 9
+    """Over a limit rule's rate."""
+    DROP_BAN = 10
+    """The source is in the ban table."""
+    OBSERVE_DROP_LIMIT = 11
+    OBSERVE_DROP_BAN = 12
 
     @property
     def label(self) -> str:
@@ -61,6 +68,22 @@ class Verdict(enum.IntEnum):
 
 
 NVERDICTS = len(Verdict)
+
+LIM_BYTES = 1
+"""rule_ent.flags: the limit's rate counts bytes (its cost is per byte)."""
+LIM_PER_SOURCE = 2
+"""rule_ent.flags: one bucket per source (else one for the rule)."""
+TIME_SCALE = 64
+"""Limit arithmetic runs in 1/TIME_SCALE ns (costs and bursts in rule_ent)."""
+BAN_FILTER_BITS = 22
+BAN_FILTER_BYTES = 1 << BAN_FILTER_BITS
+"""The ban filter: one byte per hash value, in u64 array elements."""
+BAN_FILTER_WORDS = BAN_FILTER_BYTES // 8
+BAN_BY_CLI = 0xFFFFFFFF
+"""ban.rule_slot of a ban made by ``xdpd ban``."""
+BAN_STAT_BY_RULE = 0
+BAN_STAT_FULL = 1
+BAN_STATS = 2
 
 # bank_cfg.flags: which address maps hold entries for a bank.
 F_SRC4_EXACT = 1 << 0
@@ -139,12 +162,33 @@ class BankCfg(ct.Structure):
 class State(ct.Structure):
     """The bank switch, with both banks' settings (see the C source)."""
 
-    _fields_ = [("bank", ct.c_uint32), ("pad", ct.c_uint32), ("generation", ct.c_uint64),
+    _fields_ = [("bank", ct.c_uint32), ("bans_armed", ct.c_uint32), ("generation", ct.c_uint64),
                 ("cfg", BankCfg * 2)]
 
 
+STATE_BANS_ARMED_OFFSET = State.bans_armed.offset
+"""Where ``bans_armed`` sits in the mmapable state map: set with one u32 store."""
+
+
 class RuleEnt(ct.Structure):
-    _fields_ = [("action", ct.c_uint32), ("slot", ct.c_uint32)]
+    _fields_ = [("action", ct.c_uint32), ("slot", ct.c_uint32),
+                ("cost", ct.c_uint64), ("tau", ct.c_uint64), ("ban_ns", ct.c_uint64),
+                ("flags", ct.c_uint32), ("pad", ct.c_uint32)]
+
+
+class SrcKey(ct.Structure):
+    """A source as the ban table knows it: IPv4 as ::ffff:a.b.c.d, IPv6 as its /64."""
+
+    _fields_ = [("addr", ct.c_uint8 * 16)]
+
+
+class Ban(ct.Structure):
+    _fields_ = [("expires", ct.c_uint64), ("since", ct.c_uint64), ("rule_slot", ct.c_uint32),
+                ("pad", ct.c_uint32), ("reason", ct.c_char * 64)]
+
+
+class BucketKey(ct.Structure):
+    _fields_ = [("slot", ct.c_uint32), ("pad", ct.c_uint32), ("src", SrcKey)]
 
 
 ALL_RULES = (1 << 128) - 1
@@ -259,9 +303,19 @@ MAPS: dict[str, tuple[type, type]] = {
     "rule_stats": (ct.c_uint32, Counter),
     "rule_names": (ct.c_uint32, RuleMeta),
     "iface_names": (ct.c_uint32, IfaceMeta),
+    "rule_buckets": (ct.c_uint32, ct.c_uint64),
+    "src_buckets": (BucketKey, ct.c_uint64),
+    "limit_stats": (ct.c_uint32, Counter),
+    "ban_stats": (ct.c_uint32, ct.c_uint64),
 }
 
-PERCPU_MAPS = frozenset({"iface_stats", "rule_stats"})
+PERCPU_MAPS = frozenset({"iface_stats", "rule_stats", "limit_stats", "ban_stats"})
+
+BAN_MAPS: dict[str, tuple[type, type]] = {
+    "bans": (SrcKey, Ban),
+    "ban_filter": (ct.c_uint32, ct.c_uint64),
+}
+"""The ban table and its filter, pinned apart from :data:`MAPS` (see :mod:`xdpd.bans`)."""
 
 
 def exact_map(direction: str, family: int) -> str:

@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 
 from . import bpfsys, layout
 from .observed import IfaceSlot, RuleSlot
+from .tables import RuleEntry
 
 
 class LayoutMismatch(Exception):
@@ -55,6 +56,14 @@ class PinnedMaps:
         return self._maps["state"].lookup(ct.c_uint32(0))
 
     def write_state(self, st: layout.State) -> None:
+        """Write the whole state value.
+
+        ``bans_armed`` is always written as 1: the program or ``xdpd ban`` may
+        have armed it since ``st`` was read, and writing back a 0 would hide
+        their ban.  Only :meth:`xdpd.bans.BanTable.sweep` disarms, through
+        the map's mmap, after checking the table is empty.
+        """
+        st.bans_armed = 1
         self._maps["state"].update(ct.c_uint32(0), st)
 
     def active_bank(self) -> int:
@@ -64,12 +73,12 @@ class PinnedMaps:
         """Has any daemon ever switched a bank in these maps?"""
         return self.state().generation > 0
 
-    def rule_order(self, bank: int | None = None) -> list[tuple[int, int]]:
-        """(action, slot) of the rules of ``bank`` (default: active) in order."""
+    def rule_order(self, bank: int | None = None) -> list[RuleEntry]:
+        """The rule entries of ``bank`` (default: active) in order."""
         bank = self.active_bank() if bank is None else bank
         cfg = self.state().cfg[bank]
         rules = self._maps["rules"]
-        return [(r.action, r.slot) for r in
+        return [RuleEntry(r.action, r.slot, r.cost, r.tau, r.ban_ns, r.flags) for r in
                 (rules.lookup(ct.c_uint32(bank * layout.MAX_RULES + bit)) for bit in range(cfg.nrules))]
 
     # -- counters ------------------------------------------------------------
@@ -77,6 +86,12 @@ class PinnedMaps:
         """(packets, bytes) of one per-CPU counter, summed over CPUs."""
         vals = self._maps[name].lookup_percpu(ct.c_uint32(index))
         return sum(v.packets for v in vals), sum(v.bytes for v in vals)
+
+    def ban_stats(self) -> tuple[int, int]:
+        """(bans made by limit rules, bans refused because the table was full), summed over CPUs."""
+        m = self._maps["ban_stats"]
+        return tuple(sum(v.value for v in m.lookup_percpu(ct.c_uint32(i))) for i in
+                     (layout.BAN_STAT_BY_RULE, layout.BAN_STAT_FULL))  # type: ignore[return-value]
 
     def zero_counter(self, name: str, index: int) -> None:
         self._maps[name].update_percpu(ct.c_uint32(index),

@@ -5,11 +5,16 @@ Pin layout::
     prog                    the XDP program (what ``status`` reports)
     prog_staged             a freshly compiled program, until the daemon owns it
     maps-<layout id>/NAME   the maps, one directory per binary layout
+    bans-v1-<capacity>/     the ban table and its filter (bans, ban_filter)
 
 The layout id (:func:`xdpd.compiler.layout_id`) hashes the C source and the
 build parameters, so a daemon built with different capacities or an
 upgraded program gets fresh maps instead of misreading old ones, while a
 plain restart adopts the maps (and counters) a previous daemon left pinned.
+
+Bans are kept apart from the layout's maps: they must outlive upgrades that
+change the program, and are only ever moved (:func:`xdpd.bans.migrate`)
+when the ban table's own format or capacity changes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,17 @@ from pathlib import Path
 from . import bpfsys, layout
 
 PROG = "prog"
+BANS_PREFIX = "bans-v1-"
+"""Ban table directories: the format version, then the capacity."""
+
+
+def bans_dir(pin_dir: str, capacity: int) -> str:
+    return os.path.join(pin_dir, f"{BANS_PREFIX}{capacity}")
+
+
+def ban_dirs(pin_dir: str) -> list[str]:
+    """Every ban table directory under ``pin_dir`` (of any version or capacity)."""
+    return sorted(str(p) for p in Path(pin_dir).glob("bans-*") if (p / "bans").exists())
 
 
 def pin_program(prog_fd: int, pin_dir: str) -> None:

@@ -170,7 +170,7 @@ def plan(config: Config, observed: Observed, cache: ImageCache | None = None) ->
     # that go away stay reserved until that bank is rewritten.
     owners = {s.name: slot for slot, s in observed.rule_slots.items()}
     wanted = {r.name for r in config.rules}
-    in_use = {slot for _, slot in observed.active.rules} if observed.active else set()
+    in_use = {r.slot for r in observed.active.rules} if observed.active else set()
     reserved = {s for s in in_use if s not in observed.rule_slots or observed.rule_slots[s].name not in wanted}
     rule_slot = assign_slots([r.name for r in config.rules], owners, reserved, layout.MAX_RULE_SLOTS)
     fresh_rules = frozenset(s for n, s in rule_slot.items() if n not in owners)

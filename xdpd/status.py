@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import ctypes as ct
 import os
+import time
 from typing import Any
 
 from pyroute2 import IPRoute
 
-from . import bpfsys, layout, links
+from . import bans, bpfsys, layout, links
 from .maps import PinnedMaps
 from .pins import current_maps_dir, is_ours
 
@@ -68,14 +69,32 @@ def read_status(pin_dir: str) -> dict[str, Any]:
                 "would_drop": sum(c["packets"] for k, c in counters.items() if k.startswith("observe_drop")),
             }
         owners = maps.rule_slots()
-        for pos, (action, slot) in enumerate(maps.rule_order(bank)):
-            name = owners[slot].name if slot in owners else f"slot{slot}"
-            packets, nbytes = maps.counter("rule_stats", slot)
-            out["rules"][name] = {"action": layout.ACTION_NAMES.get(action, str(action)),
+        for pos, r in enumerate(maps.rule_order(bank)):
+            name = owners[r.slot].name if r.slot in owners else f"slot{r.slot}"
+            packets, nbytes = maps.counter("rule_stats", r.slot)
+            out["rules"][name] = {"action": layout.ACTION_NAMES.get(r.action, str(r.action)),
                                   "position": pos + 1, "packets": packets, "bytes": nbytes}
+            if r.action == layout.ACT_LIMIT:
+                lp, lb = maps.counter("limit_stats", r.slot)
+                out["rules"][name]["limited"] = {"packets": lp, "bytes": lb}
+        out["bans"] = _bans(pin_dir, maps)
     finally:
         maps.close()
     return out
+
+
+def _bans(pin_dir: str, maps: PinnedMaps) -> dict[str, Any]:
+    """``{"active", "capacity", "banned_by_rules", "table_full"}`` of the ban table."""
+    by_rule, full = maps.ban_stats()
+    try:
+        table = bans.open_pinned(pin_dir)
+    except bans.BanError:
+        return {"active": 0, "capacity": 0, "banned_by_rules": by_rule, "table_full": full}
+    with table:
+        now = time.monotonic_ns()
+        active = sum(1 for r in table.records() if r.active(now))
+        return {"active": active, "capacity": table.capacity, "banned_by_rules": by_rule,
+                "table_full": full}
 
 
 def _human(n: int) -> str:
@@ -100,10 +119,16 @@ def format_status(st: dict[str, Any]) -> str:
     if not st["interfaces"]:
         lines.append("(no interfaces configured)")
     lines.append("")
-    lines.append("#   RULE                             ACTION  PACKETS   BYTES")
+    lines.append("#   RULE                             ACTION  PACKETS   BYTES     LIMITED")
     for name, r in st["rules"].items():
+        limited = _human(r["limited"]["packets"]) if "limited" in r else "-"
         lines.append(f"{r['position']:<3} {name:<32} {r['action']:<7} "
-                     f"{_human(r['packets']):<9} {_human(r['bytes'])}")
+                     f"{_human(r['packets']):<9} {_human(r['bytes']):<9} {limited}")
     if not st["rules"]:
         lines.append("(no rules)")
+    b = st.get("bans")
+    if b:
+        lines.append("")
+        lines.append(f"bans: {b['active']:,} active of {b['capacity']:,} "
+                     f"({b['banned_by_rules']:,} made by limit rules, {b['table_full']:,} refused: table full)")
     return "\n".join(lines)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from . import layout
-from .model import Action, AddrSet, Config, Default, Rule
+from .model import Action, AddrSet, Config, Default, Limit, LimitPer, LimitUnit, Rule
 from .fieldtables import (bits, icmp_type_table, longest_run, port_table, proto_table, range_table,
                           restricted, tcp_flags_table, wild)
 from .packed import PackedKeys, remove_keys
@@ -105,6 +105,38 @@ def block_index(table: AddrTable | None) -> dict[int, tuple[int, int]]:
     return out
 
 
+class RuleEntry(NamedTuple):
+    """One rule's ``rules`` array entry: its action and counter slot, and for a
+    limit rule its bucket's parameters (:func:`limit_params`)."""
+
+    action: int
+    slot: int
+    cost: int = 0
+    tau: int = 0
+    ban_ns: int = 0
+    flags: int = 0
+
+
+def limit_params(limit: Limit) -> tuple[int, int, int, int]:
+    """(cost, tau, ban_ns, flags) of a limit, in the program's units.
+
+    cost is the time one packet (or byte) uses up, tau the burst, both in
+    1/``TIME_SCALE`` ns: the program's GCRA compares them with the clock.
+    """
+    cost = max(1, round(layout.TIME_SCALE * 1e9 / limit.rate))
+    flags = (layout.LIM_BYTES if limit.unit is LimitUnit.BYTES else 0) | \
+            (layout.LIM_PER_SOURCE if limit.per is LimitPer.SOURCE else 0)
+    ban_ns = round(limit.ban * 1e9) if limit.ban else 0
+    return cost, cost * limit.burst, ban_ns, flags
+
+
+def rule_entry(rule: Rule, slot: int) -> RuleEntry:
+    action = layout.ACTION_CODES[rule.action.value]
+    if rule.limit is None:
+        return RuleEntry(action, slot)
+    return RuleEntry(action, slot, *limit_params(rule.limit))
+
+
 @dataclass(frozen=True)
 class IfaceEntry:
     ifindex: int
@@ -123,7 +155,7 @@ class IfaceEntry:
 class BankImage:
     """Everything one bank holds; equal images mean equal kernel contents."""
 
-    rules: tuple[tuple[int, int], ...]          # (action code, counter slot) by bit
+    rules: tuple[RuleEntry, ...]                # by bit
     l4_wild: int                                # rules naming neither protocol nor dst port
     src_wild: int
     dst_wild: int
@@ -174,7 +206,7 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
     if len(rules) > layout.MAX_RULES:
         raise ValueError(f"{len(rules)} rules; the XDP program holds at most {layout.MAX_RULES}")
     all_rules = (1 << len(rules)) - 1
-    decisive = bits(i for i, r in enumerate(rules) if r.action is not Action.COUNT)
+    decisive = bits(i for i, r in enumerate(rules) if r.action not in (Action.COUNT, Action.LIMIT))
     src_wild = wild(rules, lambda r: r.src)
     dst_wild = wild(rules, lambda r: r.dst)
 
@@ -204,7 +236,7 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
             flags |= layout.HDR_FLAGS[name]
 
     return BankImage(
-        rules=tuple((layout.ACTION_CODES[r.action.value], rule_slots[r.name]) for r in rules),
+        rules=tuple(rule_entry(r, rule_slots[r.name]) for r in rules),
         l4_wild=wild(rules, lambda r: r.protos) & wild(rules, lambda r: r.dst_ports),
         src_wild=src_wild,
         dst_wild=dst_wild,

@@ -38,7 +38,7 @@ rules:
     assert img.dst_wild == 0b011
     assert img.flags == layout.F_SRC4_SMALL | layout.F_DST4_SMALL   # few entries: small tables
     assert img.proto_wild == img.sport_wild == img.dport_wild == 0b111
-    assert img.rules[1] == (layout.ACT_DROP, 1)
+    assert img.rules[1] == tables.RuleEntry(layout.ACT_DROP, 1)
 
 
 def test_port_table_covers_ranges_lists_and_the_no_port_slot():
