@@ -235,7 +235,8 @@ struct rule_ent {
 	u64 tau;	/* limit: the burst, in the same units */
 	u64 ban_ns;	/* limit: how long a source over the rate is banned; 0: never */
 	u32 flags;	/* LIM_* */
-	u32 pad;
+	u32 bucket;	/* limit: names the rule's per-source buckets (a hash of its
+			 * name), so a rule given a retired rule's slot starts afresh */
 };
 
 struct iface_ent {
@@ -337,7 +338,7 @@ struct ban {
 
 struct bucket_key {
 	u32 slot;	/* the limit rule's counter slot */
-	u32 pad;
+	u32 bucket;	/* and its rule_ent.bucket */
 	struct src_key src;
 };
 
@@ -876,6 +877,7 @@ static __always_inline int within_limit(struct scratch *sc, const struct rule_en
 	u64 *tat;
 	if (r->flags & LIM_PER_SOURCE) {
 		sc->bkey.slot = slot;
+		sc->bkey.bucket = r->bucket;
 		tat = src_buckets.lookup(&sc->bkey);
 		if (!tat) {
 			u64 fresh = 0;	/* in the past: a full bucket */

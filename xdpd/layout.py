@@ -173,7 +173,7 @@ STATE_BANS_ARMED_OFFSET = State.bans_armed.offset
 class RuleEnt(ct.Structure):
     _fields_ = [("action", ct.c_uint32), ("slot", ct.c_uint32),
                 ("cost", ct.c_uint64), ("tau", ct.c_uint64), ("ban_ns", ct.c_uint64),
-                ("flags", ct.c_uint32), ("pad", ct.c_uint32)]
+                ("flags", ct.c_uint32), ("bucket", ct.c_uint32)]
 
 
 class SrcKey(ct.Structure):
@@ -188,7 +188,7 @@ class Ban(ct.Structure):
 
 
 class BucketKey(ct.Structure):
-    _fields_ = [("slot", ct.c_uint32), ("pad", ct.c_uint32), ("src", SrcKey)]
+    _fields_ = [("slot", ct.c_uint32), ("bucket", ct.c_uint32), ("src", SrcKey)]
 
 
 ALL_RULES = (1 << 128) - 1

@@ -78,7 +78,7 @@ class PinnedMaps:
         bank = self.active_bank() if bank is None else bank
         cfg = self.state().cfg[bank]
         rules = self._maps["rules"]
-        return [RuleEntry(r.action, r.slot, r.cost, r.tau, r.ban_ns, r.flags) for r in
+        return [RuleEntry(r.action, r.slot, r.cost, r.tau, r.ban_ns, r.flags, r.bucket) for r in
                 (rules.lookup(ct.c_uint32(bank * layout.MAX_RULES + bit)) for bit in range(cfg.nrules))]
 
     # -- counters ------------------------------------------------------------
@@ -115,7 +115,12 @@ class PinnedMaps:
             slot: layout.RuleMeta(name=r.name.encode()[:63], action=r.action, in_use=1, digest=r.digest)
             for slot, r in slots.items()})
         for slot in fresh:
+            # A slot a retired rule used: its counts and its shared bucket are not the new rule's.
+            # (Per-source buckets of the slot are left to age: one of them can at most start a
+            # burst short, and only for as long as the old rule's burst lasts.)
             self.zero_counter("rule_stats", slot)
+            self.zero_counter("limit_stats", slot)
+            self._maps["rule_buckets"].update(ct.c_uint32(slot), ct.c_uint64(0))
 
     def write_iface_slots(self, slots: Mapping[int, IfaceSlot], fresh: frozenset[int] | set[int]) -> None:
         """Record exactly ``slots`` (others are cleared) and zero the counters of ``fresh`` ones."""

@@ -14,6 +14,7 @@ Python objects.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
@@ -115,6 +116,8 @@ class RuleEntry(NamedTuple):
     tau: int = 0
     ban_ns: int = 0
     flags: int = 0
+    bucket: int = 0
+    """Names a limit rule's per-source buckets (see :func:`rule_entry`)."""
 
 
 def limit_params(limit: Limit) -> tuple[int, int, int, int]:
@@ -131,10 +134,17 @@ def limit_params(limit: Limit) -> tuple[int, int, int, int]:
 
 
 def rule_entry(rule: Rule, slot: int) -> RuleEntry:
+    """The entry of ``rule`` in counter slot ``slot``.
+
+    A limit rule's per-source buckets are keyed by its slot and a hash of its
+    name: a slot is handed to a new rule once its rule is gone, and the new
+    rule must not inherit the old one's buckets (a 1/h rule's bucket stays
+    spent for hours).  The same rule keeps its buckets across reloads.
+    """
     action = layout.ACTION_CODES[rule.action.value]
     if rule.limit is None:
         return RuleEntry(action, slot)
-    return RuleEntry(action, slot, *limit_params(rule.limit))
+    return RuleEntry(action, slot, *limit_params(rule.limit), bucket=zlib.crc32(rule.name.encode()))
 
 
 @dataclass(frozen=True)

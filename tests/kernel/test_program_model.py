@@ -69,7 +69,13 @@ def address_list(draw) -> list[str]:
 
 @st.composite
 def rule(draw, i: int) -> dict:
-    r: dict = {"name": f"r{i}", "action": draw(st.sampled_from(["drop", "pass", "count"]))}
+    r: dict = {"name": f"r{i}", "action": draw(st.sampled_from(["drop", "pass", "count", "limit"]))}
+    if r["action"] == "limit":
+        # One shared bucket: a burst of 1 is spent by the first packet the rule
+        # sees, so every later one is over the rate; a huge burst never is.  A
+        # fresh name per example gives the rule fresh buckets (see rule_entry).
+        r["name"] = f"r{i}-{draw(st.integers(0, 2**40))}"
+        r.update(rate="1/h", per="rule", burst=draw(st.sampled_from([1, 1000])))
     if draw(sometimes()):
         r["src"] = draw(address_list())
     if draw(sometimes()):
@@ -193,8 +199,9 @@ def _icmp_types(r: dict) -> set[tuple[int, int]]:
     return {(fam, ICMP_NAMES[t][fam] if t in ICMP_NAMES else t) for t in r["icmp_type"] for fam in families}
 
 
-def model(rules: list[dict], pkt: Packet, iface: str, default: str) -> str:
-    """The README's semantics, one rule at a time."""
+def model(rules: list[dict], pkt: Packet, iface: str, default: str, spent: dict[str, int]) -> str:
+    """The README's semantics, one rule at a time; ``spent`` counts what each
+    limit rule's bucket let through so far."""
     l4 = not pkt.nonfirst             # a non-first fragment has no TCP/UDP/ICMP header
     has_ports = pkt.proto in ("tcp", "udp") and l4
     icmp = pkt.proto.startswith("icmp") and l4
@@ -224,6 +231,11 @@ def model(rules: list[dict], pkt: Packet, iface: str, default: str) -> str:
             continue
         if "vlan" in r and not (outer_vlan is not None and _in_ranges(outer_vlan, r["vlan"])):
             continue
+        if r["action"] == "limit":
+            if spent.get(r["name"], 0) >= r["burst"]:
+                return "drop"
+            spent[r["name"]] = spent.get(r["name"], 0) + 1
+            continue
         if r["action"] != "count":
             return r["action"]
     return default
@@ -235,5 +247,6 @@ def model(rules: list[dict], pkt: Packet, iface: str, default: str) -> str:
 def test_program_agrees_with_the_first_match_model(prog, rules, pkts, iface, default):
     yaml = f"interfaces:\n  {iface}: {{default: {default}}}\n  {IFACES[iface == IFACES[0]]}: {{}}\n" + _yaml(rules)
     prog.load(yaml, iface=iface)
+    spent: dict[str, int] = {}
     for pkt in pkts:
-        assert prog.run(pkt.frame()) == model(rules, pkt, iface, default), (pkt, yaml)
+        assert prog.run(pkt.frame()) == model(rules, pkt, iface, default, spent), (pkt, yaml)

@@ -21,7 +21,8 @@ import os
 import shutil
 import textwrap
 
-from xdpd import bpfsys, layout, tables
+from xdpd import bpfsys, layout, pins, tables
+from xdpd.bans import BanTable
 from xdpd.compiler import BuildParams, compile_program
 from xdpd.config import parse_config_text
 from xdpd.datapath import Datapath
@@ -37,10 +38,11 @@ VERDICTS = {XDP_DROP: "drop", XDP_PASS: "pass"}
 class LoadedProgram:
     """The compiled program, its maps and rule slots: load a rule set, run frames, read counters."""
 
-    def __init__(self, pin_dir: str, max_exact: int) -> None:
+    def __init__(self, pin_dir: str, max_exact: int = 200_000, params: BuildParams | None = None) -> None:
         os.makedirs(pin_dir, exist_ok=True)
         self.pin_dir = pin_dir
-        self.compiled = compile_program(pin_dir, BuildParams(max_exact=max_exact))
+        self.params = params or BuildParams(max_exact=max_exact)
+        self.compiled = compile_program(pin_dir, self.params)
         self.maps = PinnedMaps(self.compiled.maps_dir)
         self.dp = Datapath(self.maps)
         self.slots: dict[str, int] = {}
@@ -79,6 +81,18 @@ class LoadedProgram:
 
     def verdict_count(self, verdict: layout.Verdict) -> int:
         return self.maps.counter("iface_stats", verdict)[0]
+
+    def limited(self, name: str) -> tuple[int, int]:
+        """(packets, bytes) the limit rule ``name`` dropped over its rate."""
+        return self.maps.counter("limit_stats", self.slots[name])
+
+    def runs(self, frame: bytes, n: int) -> list[str]:
+        """The verdicts of ``n`` runs of ``frame``, one program run each, back to back."""
+        return [self.run(frame) for _ in range(n)]
+
+    def ban_table(self) -> BanTable:
+        """The program's ban table (the caller closes it), armed through this program's state."""
+        return BanTable(pins.bans_dir(self.pin_dir, self.params.max_bans), self.maps["state"])
 
     def close(self) -> None:
         self.maps.close()
