@@ -11,9 +11,9 @@ import os
 
 EX_OK = os.EX_OK
 EX_USAGE = os.EX_USAGE              # 64: bad command line (argparse uses 2 itself)
-EX_UNAVAILABLE = os.EX_UNAVAILABLE  # 69: a prerequisite is missing, or no daemon to talk to
+EX_UNAVAILABLE = os.EX_UNAVAILABLE  # 69: a prerequisite is missing, no daemon to talk to, nothing pinned (ban)
 EX_SOFTWARE = os.EX_SOFTWARE        # 70: the program could not be built or attached
-EX_TEMPFAIL = os.EX_TEMPFAIL        # 75: no answer in time (reload)
+EX_TEMPFAIL = os.EX_TEMPFAIL        # 75: no answer in time (reload); the ban table is full (ban add)
 EX_NOPERM = os.EX_NOPERM            # 77: not allowed (run as root)
 EX_CONFIG = os.EX_CONFIG            # 78: the config is invalid
 
@@ -23,3 +23,7 @@ EX_REJECTED = 1
 
 EX_CHANGES = 2
 """``plan``: something would change (like ``terraform plan -detailed-exitcode``)."""
+
+EX_NOT_BANNED = 1
+"""``ban del``: the address was not banned, so nothing was lifted (a script
+that only wants it gone may accept this; fail2ban's action does)."""

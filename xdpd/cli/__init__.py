@@ -1,4 +1,4 @@
-"""Command line: one small module per verb (run, status, check, plan, reload).
+"""Command line: one small module per verb (run, status, check, plan, reload, ban).
 
 The verbs and their options are a contract other tools script against:
 add to them, never rename.
@@ -47,6 +47,25 @@ def parser() -> argparse.ArgumentParser:
                         help="the daemon's --runtime-dir, where it reports each reload")
     reload.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="how long to wait for the outcome (default: 60)")
+
+    ban = sub.add_parser("ban", help="ban sources by hand, list and lift bans (works while the daemon is down)")
+    ban_sub = ban.add_subparsers(dest="ban_command", required=True, metavar="COMMAND")
+    address_help = ("an IPv4 address, or an IPv6 address or prefix of /64 or longer "
+                    "(an IPv6 ban covers the address's /64)")
+    ban_add = ban_sub.add_parser("add", help="drop everything from ADDRESS, before any rule, on every interface; "
+                                             "replaces an existing ban of it")
+    ban_add.add_argument("address", metavar="ADDRESS", help=address_help)
+    ban_add.add_argument("--for", dest="duration", metavar="DURATION", default=None,
+                         help="how long: 30s, 10m, 1h, 2d (at most 365d; default: until deleted)")
+    ban_add.add_argument("--reason", metavar="TEXT", default="",
+                         help="shown by 'xdpd ban list' (at most 63 bytes)")
+    ban_add.add_argument("--pin-dir", default=DEFAULT_PIN_DIR)
+    ban_del = ban_sub.add_parser("del", help="lift the ban of ADDRESS; exit 1 if it was not banned")
+    ban_del.add_argument("address", metavar="ADDRESS", help=address_help)
+    ban_del.add_argument("--pin-dir", default=DEFAULT_PIN_DIR)
+    ban_list = ban_sub.add_parser("list", help="show the active bans")
+    ban_list.add_argument("--json", action="store_true", help="machine-readable output")
+    ban_list.add_argument("--pin-dir", default=DEFAULT_PIN_DIR)
     return p
 
 
@@ -64,5 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "reload":
         from . import reload
         return reload.main(args)
+    if args.verb == "ban":
+        from . import ban
+        return ban.main(args)
     from . import check
     return check.main(args)
