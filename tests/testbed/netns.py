@@ -18,13 +18,15 @@ import os
 import socket
 import subprocess
 import threading
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
 OWNER_DIR = "/run/xdpdt"
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+T = TypeVar("T")
 
 
 def ip(args: Sequence[str], input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -64,29 +66,41 @@ def setns_current_thread(ns: str) -> None:
         os.close(fd)
 
 
-def ns_socket(ns: str, family: int, type: int, proto: int = 0) -> socket.socket:
-    """Create a socket that lives in network namespace ``ns``.
+def call_in_netns(ns: str, fn: Callable[[], T], name: str | None = None) -> T:
+    """``fn()`` run by a throw-away thread inside network namespace ``ns``; its result or its exception.
 
-    A socket belongs to the namespace of the thread that created it, for its
-    whole life: a throw-away thread enters the namespace, creates the socket
-    and exits, and the calling thread stays where it is.  The returned socket
-    can be used from any thread.
+    setns(2) moves only the calling thread, and for good, so a thread of
+    its own enters the namespace and ends with ``fn``; the calling thread
+    stays where it is.  What ``fn`` creates there keeps its namespace: a
+    socket for its whole life, an ifindex it resolves (``ifindex`` arguments
+    of BPF_PROG_TEST_RUN and netlink calls are looked up in the namespace of
+    the thread making the call).
     """
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
 
     def worker() -> None:
         try:
             setns_current_thread(ns)
-            result["sock"] = socket.socket(family, type, proto)
+            result["value"] = fn()
         except BaseException as exc:  # re-raised in the caller's thread
             result["error"] = exc
 
-    thread = threading.Thread(target=worker, name=f"ns-socket-{ns}", daemon=True)
+    thread = threading.Thread(target=worker, name=name or f"in-netns-{ns}", daemon=True)
     thread.start()
     thread.join()
     if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result["sock"]  # type: ignore[return-value]
+        raise result["error"]
+    return result["value"]
+
+
+def ns_socket(ns: str, family: int, type: int, proto: int = 0) -> socket.socket:
+    """Create a socket that lives in network namespace ``ns``.
+
+    A socket belongs to the namespace of the thread that created it, for its
+    whole life (see :func:`call_in_netns`).  The returned socket can be used
+    from any thread.
+    """
+    return call_in_netns(ns, lambda: socket.socket(family, type, proto), name=f"ns-socket-{ns}")
 
 
 # --------------------------------------------------------------------------- owner files
