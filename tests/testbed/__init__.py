@@ -13,5 +13,6 @@ depends on pytest, so the tools use them too.
 - :mod:`~tests.testbed.frames`: Ethernet frames built byte by byte, and the checksum;
 - :mod:`~tests.testbed.xdplink`: which XDP program an interface has, and every change;
 - :mod:`~tests.testbed.daemon`: ``xdpd run`` in a bed's victim namespace;
-- :mod:`~tests.testbed.program`: the compiled program run on frames (BPF_PROG_TEST_RUN).
+- :mod:`~tests.testbed.program`: the compiled program run on frames (BPF_PROG_TEST_RUN);
+- :mod:`~tests.testbed.sourcecount`: a native XDP receiver counting a flood per source, checksums checked.
 """
