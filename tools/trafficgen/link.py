@@ -6,8 +6,8 @@ transmit side reports its peer's receive side (``veth_get_stats64``).
 XDP program or stack, ``tx_dropped`` by each frame that found the peer's
 256-frame ring full.  Frames sent to a peer with neither a native XDP
 program nor GRO are refused before any counter (the peer has no NAPI ring
-to put them in): they vanish, and only these counters staying still show
-it.
+to put them in), and so are frames longer than the peer's MTU allows:
+they vanish, and only these counters staying still show it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Literal
 from tools.trafficgen.fields import FrameFields, locate
 
 MAX_COUNT = 50_000_000
-"""Frames one flood may send: about 10 s at the rates a veth pair reaches."""
+"""Frames one flood may send: about 7 s at the rates a veth pair reaches here."""
 MAX_SECONDS = 60.0
 """The longest time limit a flood may ask for."""
 MAX_BATCH = 256

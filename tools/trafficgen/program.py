@@ -4,8 +4,8 @@ One compile serves any number of floods: what a flood sends (where the
 source address is, how to vary it) is written into the program's
 ``config`` map, and its frame counter reset, before each flood.  Floods
 through one :class:`GeneratorProgram` must not overlap (they would share
-that map); :func:`tools.trafficgen.flood.flood` holds :attr:`lock` while it
-runs.  Nothing is pinned and nothing is attached: the program lives as long
+that map); :meth:`tools.trafficgen.flood.TrafficGen.flood` holds
+:attr:`GeneratorProgram.lock` while it runs.  Nothing is pinned and nothing is attached: the program lives as long
 as this object (bcc holds its fd).
 """
 
