@@ -26,6 +26,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.e2e import fail2ban
 from tests.e2e import machine as machine_mod
 from tests.e2e import rootfs
 from tests.e2e.scenario import HOST_PIN_DIR, Scenario
@@ -115,6 +116,7 @@ def machine(deb) -> Iterator[machine_mod.Machine]:
         t0 = time.monotonic()
         root = rootfs.RunRoot(log, owns=(HOST_PIN_DIR,))
         root.install_deb(deb)
+        root.install_packages(fail2ban.PACKAGES, then=fail2ban.INSTALL_THEN)
         box = machine_mod.Machine(root, log)
         box.boot()
         log(f"container ready {time.monotonic() - t0:.0f} s after the root file system was requested")

@@ -9,7 +9,9 @@ reused, and a change of the recipe (a new key) builds a new base.
 
 Each run copies the base to ``/var/tmp/xdpdt-e2e-XXXX/rootfs`` and installs the
 package under test with ``apt-get install ./xdpd_*.deb``, so apt resolves the
-package's real dependencies.  Downloaded ``.deb`` files are kept in
+package's real dependencies, then, in an apt call of their own, the Debian
+packages the test uses beside it (fail2ban): the base and its cache key stay
+as they are.  Downloaded ``.deb`` files are kept in
 ``<cache>/archives`` (bind-mounted as the root's apt archive), so a warm run
 needs no network.  Every chroot step runs in a private mount namespace
 (``unshare --mount``): its /proc, /dev and bind mounts disappear with the
@@ -186,10 +188,31 @@ class RunRoot:
 
     def install_deb(self, deb: str) -> str:
         """``apt-get install ./xdpd_*.deb`` in the root, services not started; returns apt's output."""
-        archives = os.path.join(CACHE_ROOT, "archives")
-        os.makedirs(os.path.join(archives, "partial"), exist_ok=True)
         inside = "/root/" + os.path.basename(deb)
         shutil.copyfile(deb, self.path + inside)
+        t0 = time.monotonic()
+        try:
+            out = self._apt_install(inside, "apt-get install ./xdpd.deb")
+        finally:
+            os.unlink(self.path + inside)
+        self.log(f"installed {os.path.basename(deb)} with its dependencies in {time.monotonic() - t0:.0f} s")
+        return out
+
+    def install_packages(self, packages: tuple[str, ...], then: str = "") -> str:
+        """``apt-get install PACKAGES`` from Debian, services not started, then the shell
+        command ``then`` in the root; returns apt's output.
+
+        Its own apt call, after the package under test: that one must get
+        every dependency from its own ``Depends``, not from these.
+        """
+        t0 = time.monotonic()
+        out = self._apt_install(" ".join(packages), f"apt-get install {' '.join(packages)}", then)
+        self.log(f"installed {', '.join(packages)} in {time.monotonic() - t0:.0f} s")
+        return out
+
+    def _apt_install(self, what: str, title: str, then: str = "") -> str:
+        archives = os.path.join(CACHE_ROOT, "archives")
+        os.makedirs(os.path.join(archives, "partial"), exist_ok=True)
         policy = os.path.join(self.path, "usr/sbin/policy-rc.d")
         with open(policy, "w") as f:
             f.write("#!/bin/sh\n# xdpd e2e: no service starts inside the install chroot\nexit 101\n")
@@ -198,16 +221,15 @@ class RunRoot:
         # from the host (bound into the container), as they must match the
         # host's kernel anyway.  If the cached package lists went stale (a
         # point release replaced a package), refresh them once.
-        install = (f"apt-get install -y -q --no-install-recommends -o APT::Sandbox::User=root {inside}")
+        install = f"apt-get install -y -q --no-install-recommends -o APT::Sandbox::User=root {what}"
         script = f"{install} || (apt-get update -q && {install})"
-        t0 = time.monotonic()
-        with _locked(".archives.lock"):
-            out = in_chroot(self.path, script, "apt-get install ./xdpd.deb",
-                            binds=((archives, "/var/cache/apt/archives"),))
-        os.unlink(policy)
-        os.unlink(self.path + inside)
-        self.log(f"installed {os.path.basename(deb)} with its dependencies in {time.monotonic() - t0:.0f} s")
-        return out
+        if then:
+            script += f"\n{then}"
+        try:
+            with _locked(".archives.lock"):
+                return in_chroot(self.path, script, title, binds=((archives, "/var/cache/apt/archives"),))
+        finally:
+            os.unlink(policy)
 
     def remove(self) -> None:
         """Delete the copy; refuses (loudly) while anything is still mounted inside it."""

@@ -84,6 +84,12 @@ class Scenario:
         xdp = json.loads(out)[0].get("xdp")
         return xdp.get("prog", {}).get("id") if xdp else None
 
+    # ------------------------------------------------------------ bans
+
+    def bans(self) -> list[dict]:
+        """``xdpd ban list --json`` in the container (the package's command, default pin dir)."""
+        return json.loads(self.m.run("xdpd ban list --json").stdout)
+
     # ------------------------------------------------------------ config
 
     def write_config(self, yaml_text: str, name: str = "rules.yaml") -> None:

@@ -5,17 +5,20 @@ in file order: install (by apt, resolving the package's dependencies), boot
 (the unit is enabled and starts with the shipped config, which attaches
 nothing), configure and start, traffic, journal fields, edit the config
 (applied without a restart), ``systemctl reload`` (and its failure on an
-invalid config, which leaves the old rules in force), stop (detaches), and
-purge (no pins left).
+invalid config, which leaves the old rules in force), ``xdpd ban`` by hand,
+Debian's fail2ban banning and unbanning through the shipped action, stop
+(detaches), and purge (no pins left).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 
 import pytest
 
+from tests.e2e.fail2ban import BANTIME, JAIL, PERMANENT_JAIL, Fail2ban
 from tests.e2e.scenario import BLOCKED, HOST_PIN_DIR, IFACE, OTHER
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +47,13 @@ CONFIG_BLOCK_OTHER = f"""\
       - {{name: drop-other-sender, action: drop, src: {OTHER}}}
 """
 
+CONFIG_NO_RULES = f"""\
+    settings: {{log_interval: 1}}
+    interfaces:
+      {IFACE}: {{mode: auto}}
+    rules: []
+"""
+
 CONFIG_INVALID = f"""\
     settings: {{log_interval: 1}}
     interfaces:
@@ -59,9 +69,12 @@ APPLY_TIMEOUT = 10.0
 def test_package_installs_its_files(machine):
     files = machine.run("dpkg -L xdpd").stdout.split()
     for path in ("/usr/sbin/xdpd", "/usr/share/xdpd/bpf/xdpd.bpf.c", "/lib/systemd/system/xdpd.service",
-                 "/etc/xdpd/rules.yaml", "/usr/share/man/man8/xdpd.8.gz", "/usr/share/man/man5/xdpd.yaml.5.gz"):
+                 "/etc/xdpd/rules.yaml", "/usr/share/man/man8/xdpd.8.gz", "/usr/share/man/man5/xdpd.yaml.5.gz",
+                 "/etc/fail2ban/action.d/xdpd.conf"):
         assert path in files
-    assert "/etc/xdpd/rules.yaml" in machine.run("dpkg-query -W -f='${Conffiles}' xdpd").stdout
+    conffiles = machine.run("dpkg-query -W -f='${Conffiles}' xdpd").stdout
+    assert "/etc/xdpd/rules.yaml" in conffiles and "/etc/fail2ban/action.d/xdpd.conf" in conffiles
+    assert "fail2ban" in machine.run("dpkg-query -W -f='${Suggests}' xdpd").stdout
     assert machine.run("xdpd --version").stdout.strip() == "xdpd " + \
         machine.run("dpkg-query -W -f='${Version}' xdpd").stdout.strip()
     assert "OK (0 interfaces, 0 rules" in machine.run("xdpd check").stdout
@@ -156,6 +169,56 @@ def test_systemctl_reload_fails_on_invalid_config_and_old_rules_stay(sc):
     assert "dorp" in "".join(e.get("MESSAGE", "") for e in sc.journal(since_cursor=cursor))
 
 
+def test_xdpd_ban_by_hand(machine, sc):
+    sc.write_config(CONFIG_NO_RULES)
+    r = sc.systemctl("reload", "xdpd", check=False)
+    assert r.returncode == 0, r.stderr + sc.journal_text()
+    assert sc.ping(BLOCKED) and sc.ping(OTHER)
+    out = machine.run(f"xdpd ban add {BLOCKED} --for 1h --reason e2e").stdout
+    assert out.startswith(f"banned {BLOCKED} for 1h, until "), out
+    assert not sc.ping(BLOCKED) and sc.ping(OTHER)
+    [row] = sc.bans()
+    assert row["address"] == BLOCKED and row["reason"] == "e2e" and row["source"] == "cli"
+    machine.run(f"xdpd ban del {BLOCKED}")
+    assert sc.ping(BLOCKED) and sc.bans() == []
+
+
+def test_fail2ban_bans_and_unbans_through_xdpd(machine, sc):
+    """Two jails with ``action = xdpd``: a 5 s ban ends by itself, a permanent one when fail2ban stops."""
+    f2b = Fail2ban(machine)
+    f2b.configure()
+    f2b.start()
+    failed_at = time.monotonic()
+    f2b.fail(JAIL, BLOCKED)
+    f2b.fail(PERMANENT_JAIL, OTHER)
+    sc.wait_until(lambda: {r["address"] for r in sc.bans()} == {BLOCKED, OTHER}, 15,
+                  f"fail2ban's bans of {BLOCKED} and {OTHER} not in xdpd ban list\n{f2b.log()}")
+    rows = {r["address"]: r for r in sc.bans()}
+    assert rows[BLOCKED]["reason"] == f"f2b-{JAIL}" and rows[BLOCKED]["source"] == "cli", rows
+    assert 0 < rows[BLOCKED]["expires"] - time.time() <= BANTIME, rows  # --for <bantime>s
+    assert rows[OTHER] == {"address": OTHER, "expires": None, "reason": f"f2b-{PERMANENT_JAIL}",
+                           "source": "cli"}  # bantime = -1: until fail2ban unbans
+    assert not sc.udp(BLOCKED)
+    assert not sc.ping(BLOCKED, count=1)
+    assert time.time() < rows[BLOCKED]["expires"], "the checks outlasted the ban: make BANTIME longer"
+
+    # The bantime is over: the ban is gone, and fail2ban's unban of it is no error.
+    sc.wait_until(lambda: [r["address"] for r in sc.bans()] == [OTHER], BANTIME + 5,
+                  f"the {BANTIME} s ban of {BLOCKED} did not end\n{f2b.log()}")
+    lasted = time.monotonic() - failed_at
+    assert BANTIME - 1 <= lasted <= BANTIME + 4, lasted
+    assert sc.ping(BLOCKED) and sc.udp(BLOCKED)
+    sc.wait_until(lambda: f2b.logged(f"[{JAIL}] Unban {BLOCKED}"), 10, f"fail2ban did not unban\n{f2b.log()}")
+    assert not sc.ping(OTHER, count=1)
+
+    # Stopping fail2ban lifts its bans one by one (actionunban), the permanent one too.
+    f2b.stop()
+    assert sc.bans() == []
+    assert sc.ping(OTHER)
+    assert f2b.logged(f"[{JAIL}] Ban {BLOCKED}") and f2b.logged(f"[{PERMANENT_JAIL}] Ban {OTHER}")
+    assert f2b.errors() == [], f2b.log()
+
+
 def test_stop_detaches(machine, sc):
     assert sc.xdp_prog_id() is not None
     sc.systemctl("stop", "xdpd")
@@ -171,6 +234,7 @@ def test_purge_leaves_no_pins(machine):
     machine.run("apt-get purge -y -q xdpd")
     assert not os.path.lexists(HOST_PIN_DIR), os.listdir(HOST_PIN_DIR)
     left = machine.run("ls -d /etc/xdpd /run/xdpd /lib/systemd/system/xdpd.service "
-                       "/etc/systemd/system/multi-user.target.wants/xdpd.service 2>/dev/null",
+                       "/etc/systemd/system/multi-user.target.wants/xdpd.service "
+                       "/etc/fail2ban/action.d/xdpd.conf 2>/dev/null",
                        check=False).stdout.split()
     assert left == []
