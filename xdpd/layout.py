@@ -73,6 +73,12 @@ LIM_BYTES = 1
 """rule_ent.flags: the limit's rate counts bytes (its cost is per byte)."""
 LIM_PER_SOURCE = 2
 """rule_ent.flags: one bucket per source (else one for the rule)."""
+LIM_FINE_CLOCK = 4
+"""rule_ent.flags: read the precise clock (the burst is under two ticks of the rate)."""
+COARSE_CLOCK_SLACK = 0.02
+"""Seconds: two ticks of the coarse clock at HZ=100 (the slowest Debian kernel
+tick).  A bucket whose burst holds this much of its rate can use the coarse
+clock: time advancing a tick at once never empties it."""
 TIME_SCALE = 64
 """Limit arithmetic runs in 1/TIME_SCALE ns (costs and bursts in rule_ent)."""
 BAN_FILTER_BITS = 22

@@ -128,7 +128,8 @@ def limit_params(limit: Limit) -> tuple[int, int, int, int]:
     """
     cost = max(1, round(layout.TIME_SCALE * 1e9 / limit.rate))
     flags = (layout.LIM_BYTES if limit.unit is LimitUnit.BYTES else 0) | \
-            (layout.LIM_PER_SOURCE if limit.per is LimitPer.SOURCE else 0)
+            (layout.LIM_PER_SOURCE if limit.per is LimitPer.SOURCE else 0) | \
+            (layout.LIM_FINE_CLOCK if limit.burst < limit.rate * layout.COARSE_CLOCK_SLACK else 0)
     ban_ns = round(limit.ban * 1e9) if limit.ban else 0
     return cost, cost * limit.burst, ban_ns, flags
 

@@ -39,10 +39,12 @@ from tools.bench.progrun import ProgramBench, Result
 from tools.bench.report import PacketResults, packet_machine_line, packet_report
 from tools.bench.rulesets import (
     BASE_DROP_SRC, NOMATCH6_DST, NOMATCH6_SRC, NOMATCH_DST, NOMATCH_SRC, address_rules, base_rules,
-    breakdown_steps, config_of, field_rules, field_rules_worst, frame4, frame6, image_of, ip_str, make_pool, port_rules,
+    breakdown_steps, config_of, field_rules, field_rules_worst, frame4, frame6, image_of, ip_str,
+    dns4, limit_rules, make_pool, port_rules,
 )
 from tools.bench.session import log, unwind_on_signals
 from xdpd import layout
+from xdpd.model import LimitPer
 
 
 def main() -> int:
@@ -123,6 +125,18 @@ def run(bench: ProgramBench, args: argparse.Namespace) -> PacketResults:
                                   image_of(config_of(field_rules_worst())),
                                   [("no match", nomatch4, V.PASS_DEFAULT)])
 
+    dns = dns4(NOMATCH_SRC, NOMATCH_DST)
+    rows_limit = bench.run_xdpd("xdpd, 10 rules + a per-source limit", image_of(config_of(limit_rules(1e12, 10**12))), [
+        ("no match", nomatch4, V.PASS_DEFAULT),
+        ("limited packet, within the rate (then dropped by drop-dns)", dns, V.DROP_RULE),
+    ])
+    rows_limit += bench.run_xdpd("xdpd, 10 rules + a per-source limit (1/h)",
+                                 image_of(config_of(limit_rules(1 / 3600, 1))),
+                                 [("limited packet, over the rate", dns, V.DROP_LIMIT)], spend=dns)
+    rows_limit += bench.run_xdpd("xdpd, 10 rules + a shared limit (per: rule, 1/h)",
+                                 image_of(config_of(limit_rules(1 / 3600, 1, LimitPer.RULE))),
+                                 [("limited packet, over the rate", dns, V.DROP_LIMIT)], spend=dns)
+
     breakdown_rows: list[Result] = []
     if args.breakdown:
         for i, (label, rules, verdict) in enumerate(breakdown_steps()):
@@ -141,7 +155,7 @@ def run(bench: ProgramBench, args: argparse.Namespace) -> PacketResults:
             bench.notes.append(f"xdp-filter: not measured ({e})")
         xf_rows = bench.rows[start:]
 
-    return PacketResults(rows=bench.rows, scenarios=rows_10 + rows_fields + rows_100k + rows_1m + xf_rows,
+    return PacketResults(rows=bench.rows, scenarios=rows_10 + rows_fields + rows_limit + rows_100k + rows_1m + xf_rows,
                          breakdown=breakdown_rows, notes=bench.notes, load_build=t_build,
                          load_apply=t_apply, load_entries=n_1m)
 

@@ -177,16 +177,23 @@ class ProgramBench:
         return f"WRONG VERDICT: {got}"
 
     def run_xdpd(self, label: str, image: tables.BankImage,
-                 packets: list[tuple[str, bytes, int | None]]) -> list[Result]:
-        """Apply ``image`` and measure each (suffix, frame, expected verdict); return the new rows."""
+                 packets: list[tuple[str, bytes, int | None]], spend: bytes | None = None) -> list[Result]:
+        """Apply ``image`` and measure each (suffix, frame, expected verdict); return the new rows.
+
+        ``spend``: a frame run once first (to spend a limit rule's burst, so
+        the frames measured are over its rate).
+        """
         t = time.perf_counter()
         self.dp.apply(image)
         log(f"  applied {label} in {time.perf_counter() - t:.1f} s; measuring ...")
+        if spend is not None:
+            bpfsys.prog_test_run(self.compiled.prog_fd, spend)
         variants = []
         for suffix, frame, verdict in packets:
             name = f"{label}, {suffix}"
             wrong = self.check(name, frame, verdict)
-            drops = (layout.Verdict.DROP_RULE, layout.Verdict.DROP_DEFAULT, layout.Verdict.DROP_MALFORMED)
+            drops = (layout.Verdict.DROP_RULE, layout.Verdict.DROP_DEFAULT, layout.Verdict.DROP_MALFORMED,
+                     layout.Verdict.DROP_LIMIT, layout.Verdict.DROP_BAN)
             expect = XDP_DROP if verdict in drops else XDP_PASS
             variants.append(Variant(name, self.main_target,
                                     self.frame_file(re.sub(r"\W+", "_", name), frame), expect,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tests.testbed import frames
 from xdpd import layout, tables
-from xdpd.model import Action, AddrSet, Config, Interface, PortRange, Rule, TcpFlags
+from xdpd.model import Action, AddrSet, Config, Interface, Limit, LimitPer, LimitUnit, PortRange, Rule, TcpFlags
 from xdpd.plan import assign_slots
 
 TEST_IFINDEX = 1  # BPF_PROG_TEST_RUN reports ingress_ifindex 1 (lo)
@@ -195,6 +195,19 @@ def field_rules_worst() -> list[Rule]:
         Rule("ttl-255", Action.DROP, ttl=span(255, 255)),
         Rule("tiny", Action.DROP, length=span(0, 27)),
     ]
+
+
+def limit_rules(rate: float, burst: int, per: LimitPer = LimitPer.SOURCE) -> list[Rule]:
+    """A DNS flood limit (UDP to port 53, the issue's example) in front of the
+    10 base rules: ``nomatch`` packets (TCP to 443) do not match it."""
+    return [Rule("dns-flood", Action.LIMIT, protos=frozenset({17}), dst_ports=(PortRange(53, 53),),
+                 limit=Limit(rate, LimitUnit.PACKETS, burst, per))] + base_rules()
+
+
+def dns4(src: str, dst: str) -> bytes:
+    """Ethernet + IPv4 + UDP to port 53, padded to the 60-byte minimum."""
+    frame = frames.frame_v4("udp", src, dst, 40000, 53, eth_dst=ETH_DST, eth_src=ETH_SRC, payload=bytes(12))
+    return frame.ljust(ETH_ZLEN, b"\0")
 
 
 def port_rules() -> list[Rule]:
