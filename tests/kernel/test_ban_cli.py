@@ -7,6 +7,7 @@ The daemon is ``xdpd run`` in the bed's victim namespace
 
 What is checked: a ban drops everything from its source (UDP, TCP, ICMP;
 an IPv6 ban its whole /64) and nothing else; ``del`` lets it through again;
+a full table refuses a new source and still replaces a ban it holds;
 ``--for`` ends on time; ``list --json`` has the documented shape; the table
 works with no daemon at all and keeps its bans across a reload, a ``kill -9``
 and a restart; a limit rule's ``ban:`` shows up with the rule's name and
@@ -83,7 +84,7 @@ def resumed_at(arrivals: list[float], after: float) -> float:
 
 
 def test_add_drops_every_protocol_of_the_source_and_del_lets_it_through(netbed, xdpd):
-    d = xdpd(config(netbed.victim_if, mode="native"))
+    d = xdpd(config(netbed.victim_if, mode="native", settings="max_bans: 2"))
     all_pass(netbed, SRC)
 
     assert ok(d, "add", SRC, "--reason", "kernel test") == f"banned {SRC} until deleted\n"
@@ -105,7 +106,15 @@ def test_add_drops_every_protocol_of_the_source_and_del_lets_it_through(netbed, 
     assert rows[0] == {"address": SRC, "expires": None, "reason": "kernel test", "source": "cli"}
     assert rows[1]["address"] == "2001:db8:bad::/64" and rows[1]["source"] == "cli" and rows[1]["reason"] == ""
     assert abs(rows[1]["expires"] - (t_unix + 3600)) < 2
-    assert d.status()["bans"]["active"] == 2
+    st = d.status()["bans"]
+    assert st["active"] == 2 and st["capacity"] == 2
+
+    # Full: a third source is refused (and says what to do), nothing changes; bans already there can change.
+    r = ban(d, "add", "198.51.100.9")
+    assert (r.returncode, r.stdout) == (75, "")
+    assert r.stderr == "xdpd ban add: the ban table is full (2 bans; raise settings.max_bans and restart xdpd)\n"
+    passes(netbed, "udp", "198.51.100.9")
+    assert listed(d) == rows
 
     table = ok(d, "list").splitlines()
     assert table[0].split() == ["ADDRESS", "EXPIRES", "SOURCE", "REASON"]
