@@ -116,6 +116,15 @@ def test_counter_mode_gives_every_frame_its_own_ipv6_source(bed: NetBed, gen: Tr
     assert sum(per_source) == COUNT - result.dropped
 
 
+def test_per_64_counter_mode_gives_every_frame_its_own_64(bed: NetBed, gen: TrafficGen, rx: SourceCounter) -> None:
+    # Bits 32-63 vary: the receiver's slot (those bits XOR the low 32) differs for every frame.
+    result = gen.flood(udp6(bed, "2001:db8::7"), COUNT, sources=Sources("counter", "2001:db8::/32", per_64=True))
+    received_all(rx, result, COUNT)
+    per_source = rx.per_source()
+    assert max(per_source) == 1
+    assert sum(per_source) == COUNT - result.dropped
+
+
 def test_counter_mode_wraps_within_an_ipv4_prefix(bed: NetBed, gen: TrafficGen, rx: SourceCounter) -> None:
     count = 256 * 1024
     result = gen.flood(udp4(bed), count, sources=Sources("counter", "192.0.2.0/24"))

@@ -128,7 +128,10 @@ int xdp_sourcecount(struct xdp_md *ctx)
 #pragma unroll
 		for (int i = 0; i < 16; i++)
 			pseudo += a[i];
-		return take(udp, data_end, pseudo, ip6->saddr.in6_u.u6_addr32[3], 0);
+		/* Bits 96-127 and 32-63 both: the generator varies one or the
+		 * other (per host, or per /64). */
+		return take(udp, data_end, pseudo,
+			    ip6->saddr.in6_u.u6_addr32[3] ^ ip6->saddr.in6_u.u6_addr32[1], 0);
 	}
 	return XDP_PASS;
 }

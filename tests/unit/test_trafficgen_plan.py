@@ -108,6 +108,10 @@ def test_sources_are_checked_when_made() -> None:
     with pytest.raises(FloodRefused, match="has host bits set"):
         Sources("counter", "192.0.2.1/24")
     assert Sources("counter", "2001:db8::/32").host_bits == 32
+    assert Sources("counter", "2001:db8::/32", per_64=True).host_bits == 32
+    assert Sources("counter", "2001:db8:1:ff00::/56", per_64=True).host_bits == 8
+    with pytest.raises(FloodRefused, match="per_64 needs an IPv6 prefix of /64 or shorter"):
+        Sources("counter", "192.0.2.0/24", per_64=True)
 
 
 # --------------------------------------------------------------------------- chunks

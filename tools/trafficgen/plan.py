@@ -60,14 +60,18 @@ class Sources:
 
     ``counter``: frame n of the flood gets host number n (mod the prefix
     size), so n frames carry n distinct sources while n fits the prefix.
-    ``random``: the host number comes from bpf_get_prandom_u32().  Only the
-    low 32 bits vary: an IPv6 prefix shorter than /96 gives 2^32 sources,
-    with the bits between its length and /96 those of the prefix address.
+    ``random``: the host number comes from bpf_get_prandom_u32().  Only
+    32 bits vary: the low 32 (an IPv6 prefix shorter than /96 gives 2^32
+    sources, with the bits between its length and /96 those of the prefix
+    address), or with ``per_64`` (IPv6) bits 32-63, so that every source is
+    in a /64 of its own (xdpd counts an IPv6 source by its /64): a /32
+    prefix then gives 2^32 /64s.
     """
 
     mode: SourceMode
     prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
     """Given as text (``"2001:db8:1::/96"``) or a network; host bits must be zero."""
+    per_64: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -76,10 +80,18 @@ class Sources:
             object.__setattr__(self, "prefix", ipaddress.ip_network(self.prefix))
         except ValueError as e:
             raise FloodRefused(f"source prefix {self.prefix!r}: {e}") from None
+        if self.per_64 and (self.prefix.version != 6 or self.prefix.prefixlen > 64):
+            raise FloodRefused(f"per_64 needs an IPv6 prefix of /64 or shorter, not {self.prefix}")
 
     @property
     def host_bits(self) -> int:
-        return min(32, self.prefix.max_prefixlen - self.prefix.prefixlen)
+        width = 64 if self.per_64 else self.prefix.max_prefixlen
+        return max(0, min(32, width - self.prefix.prefixlen))
+
+    @property
+    def vary_word(self) -> int:
+        """The 16-bit word of the address where the 32 varying bits start."""
+        return 0 if self.prefix.version == 4 else (2 if self.per_64 else 6)
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,7 @@ class ProgramConfig:
     l4_csum_off: int = 0
     l4_flags: int = 0
     host_mask: int = 0
+    vary_word: int = 0
     base: bytes = bytes(16)
     """The prefix address, right-aligned in 16 bytes (an IPv4 address in the last 4)."""
 
@@ -142,7 +155,8 @@ def program_config(fields: FrameFields, sources: Sources) -> ProgramConfig:
     return ProgramConfig(
         mode=_MODES[sources.mode], src_off=fields.src_off, src_words=2 if fields.version == 4 else 8,
         ip_csum_off=fields.ip_csum_off, l4_csum_off=fields.l4_csum_off, l4_flags=flags,
-        host_mask=(1 << sources.host_bits) - 1, base=prefix.network_address.packed.rjust(16, b"\0"))
+        host_mask=(1 << sources.host_bits) - 1, vary_word=sources.vary_word,
+        base=prefix.network_address.packed.rjust(16, b"\0"))
 
 
 def next_chunk(plan: FloodPlan, sent: int, elapsed: float, pps_seen: float | None) -> tuple[int, float]:

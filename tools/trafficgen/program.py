@@ -33,7 +33,7 @@ class GenConfig(ct.Structure):
         ("l4_csum_off", ct.c_uint32),
         ("l4_flags", ct.c_uint32),
         ("host_mask", ct.c_uint32),
-        ("pad", ct.c_uint32),
+        ("vary_word", ct.c_uint32),
         ("base", ct.c_uint8 * 16),
     ]
 
@@ -62,7 +62,7 @@ class GeneratorProgram:
     def configure(self, config: ProgramConfig) -> None:
         """Set what the next flood sends, and restart the frame counter (the counter mode's n) at 0."""
         value = GenConfig(config.mode, config.src_off, config.src_words, config.ip_csum_off,
-                          config.l4_csum_off, config.l4_flags, config.host_mask, 0,
+                          config.l4_csum_off, config.l4_flags, config.host_mask, config.vary_word,
                           (ct.c_uint8 * 16)(*config.base))
         self._config.update(ct.c_uint32(0), value)
         self._frames.update(ct.c_uint32(0), ct.c_uint64(0))

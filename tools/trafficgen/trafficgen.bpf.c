@@ -7,8 +7,9 @@
  * XDP_TX makes the kernel transmit the frame out of the interface named by
  * the test run's ingress_ifindex.
  *
- * Per frame it may rewrite the low 32 bits of the IPv4 or IPv6 source
- * address (a counter or bpf_get_prandom_u32(), masked into a prefix) and
+ * Per frame it may rewrite 32 bits of the IPv4 or IPv6 source address (a
+ * counter or bpf_get_prandom_u32(), masked into a prefix): the low 32 bits,
+ * or for IPv6 bits 32-63, so that each frame comes from another /64, and
  * patches the IPv4 header checksum and the TCP/UDP/ICMPv6 checksum
  * incrementally (RFC 1624, eqn. 3), so a frame that was valid stays valid.
  * Where the fields are, and what to write, is in `config`, filled by
@@ -44,8 +45,9 @@ struct gen_config {
 	u32 ip_csum_off;  /* IPv4 header checksum, 0: none (IPv6) */
 	u32 l4_csum_off;  /* TCP/UDP/ICMPv6 checksum, 0: none (ICMP, fragments, ...) */
 	u32 l4_flags;     /* L4_UDP | L4_ZERO_NONE */
-	u32 host_mask;    /* which of the low 32 address bits vary (host order) */
-	u32 pad;
+	u32 host_mask;    /* which of the 32 varying address bits vary (host order) */
+	u32 vary_word;    /* the 16-bit word of the address where those 32 bits start:
+			   * 0 (IPv4), 6 (IPv6 host) or 2 (IPv6 /64) */
 	u16 base[8];      /* the prefix address as it goes in the frame (network order) */
 };
 
@@ -79,8 +81,13 @@ int xdp_trafficgen(struct xdp_md *ctx)
 		return XDP_TX;
 
 	u32 host = cfg->mode == MODE_COUNTER ? (u32)n : bpf_get_prandom_u32();
-	u32 low = (((u32)bpf_ntohs(cfg->base[6]) << 16 | bpf_ntohs(cfg->base[7])) & ~cfg->host_mask) |
-		  (host & cfg->host_mask);
+	u32 vw = cfg->vary_word;
+	if (vw > 6)
+		return XDP_ABORTED;
+	/* base holds an IPv4 address in its last two words. */
+	u32 bw = cfg->src_words == 8 ? vw : 6;
+	u32 low = (((u32)bpf_ntohs(cfg->base[bw & 7]) << 16 | bpf_ntohs(cfg->base[(bw + 1) & 7])) &
+		   ~cfg->host_mask) | (host & cfg->host_mask);
 	u16 hi = bpf_htons(low >> 16), lo = bpf_htons(low & 0xffff);
 
 	/* Words are summed as they lie in memory: one's complement sums do not
@@ -93,14 +100,18 @@ int xdp_trafficgen(struct xdp_md *ctx)
 		if ((void *)(src + 8) > data_end)
 			return XDP_ABORTED;
 #pragma unroll
-		for (int i = 0; i < 6; i++) {
+		for (int i = 0; i < 8; i++) {
+			if (i == vw || i == vw + 1)
+				continue;
 			diff += (u16)~src[i] + cfg->base[i];
 			src[i] = cfg->base[i];
 		}
-		last = src + 6;
+		last = src + vw;
 	} else if ((void *)(src + 2) > data_end) {
 		return XDP_ABORTED;
 	}
+	if ((void *)(last + 2) > data_end)	/* a variable offset: checked again */
+		return XDP_ABORTED;
 	diff += (u16)~last[0] + hi + (u16)~last[1] + lo;
 	last[0] = hi;
 	last[1] = lo;
