@@ -335,7 +335,7 @@ struct ban {
 	u64 expires;	/* CLOCK_MONOTONIC ns; 0: until deleted */
 	u64 since;	/* CLOCK_MONOTONIC ns when it was made */
 	u32 rule_slot;	/* counter slot of the limit rule that made it, or BAN_BY_CLI */
-	u32 pad;
+	u32 rule_hash;	/* and that rule's rule_ent.bucket (the slot may be reused) */
 	char reason[64];
 };
 
@@ -904,12 +904,14 @@ static __always_inline int within_limit(struct scratch *sc, const struct rule_en
 	return conforms(tat, now * TIME_SCALE, cost, r->tau);
 }
 
-static __always_inline void ban_source(struct state *st, struct scratch *sc, u64 ban_ns, u32 slot)
+static __always_inline void ban_source(struct state *st, struct scratch *sc, const struct rule_ent *r,
+				       u32 slot)
 {
 	u64 now = bpf_ktime_get_ns();
-	sc->ban.expires = now + ban_ns;
+	sc->ban.expires = now + r->ban_ns;
 	sc->ban.since = now;
 	sc->ban.rule_slot = slot;
+	sc->ban.rule_hash = r->bucket;
 	u32 stat = BAN_STAT_BY_RULE;
 	if (bans.update(&sc->bkey.src, &sc->ban) == 0) {
 		/* The mark before the arm, the entry before both: a reader that
@@ -973,7 +975,7 @@ static __always_inline u32 walk_matched(struct xdp_md *ctx, struct state *st)
 		if (r->action == ACT_LIMIT && !within_limit(sc, r, slot, bytes)) {
 			bump(limit_stats.lookup(&slot), bytes);
 			if (r->ban_ns && !sc->observe)
-				ban_source(st, sc, r->ban_ns, slot);
+				ban_source(st, sc, r, slot);
 			return V_DROP_LIMIT;
 		}
 	}

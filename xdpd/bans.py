@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 
 from . import bpfsys, layout, pins
+from .tables import rule_hash
 
 V4_MAPPED = bytes(10) + b"\xff\xff"
 """The first 12 bytes of an IPv4 source's key."""
@@ -104,6 +105,16 @@ class BanRecord:
     rule_slot: int
     """The counter slot of the limit rule that made it, or ``layout.BAN_BY_CLI``."""
     reason: str
+    rule_hash: int = 0
+    """That rule's :func:`rule_hash` (its slot may since have gone to another rule)."""
+
+    def source(self, names: dict[int, str]) -> str:
+        """``cli``, or the name of the limit rule that made it (``names``: slot -> rule
+        name, as configured now), or ``slotN`` when that rule is gone."""
+        if self.rule_slot == layout.BAN_BY_CLI:
+            return "cli"
+        name = names.get(self.rule_slot)
+        return name if name is not None and rule_hash(name) == self.rule_hash else f"slot{self.rule_slot}"
 
     @property
     def address(self) -> str:
@@ -172,7 +183,7 @@ class BanTable:
     def put(self, record: BanRecord) -> None:
         """Write ``record`` as it is: the entry, then its mark, then the arm."""
         value = layout.Ban(expires=record.expires_ns, since=record.since_ns, rule_slot=record.rule_slot,
-                           reason=record.reason.encode()[:63])
+                           rule_hash=record.rule_hash, reason=record.reason.encode()[:63])
         try:
             self._bans.update(layout.SrcKey.from_buffer_copy(record.key), value)
         except bpfsys.BpfError as e:
@@ -257,7 +268,7 @@ class BanTable:
 
 
 def _record(key: bytes, v: layout.Ban) -> BanRecord:
-    return BanRecord(bytes(key), v.expires, v.since, v.rule_slot, v.reason.decode(errors="replace"))
+    return BanRecord(bytes(key), v.expires, v.since, v.rule_slot, v.reason.decode(errors="replace"), v.rule_hash)
 
 
 def find_ban_dir(pin_dir: str) -> str | None:

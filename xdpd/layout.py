@@ -190,7 +190,7 @@ class SrcKey(ct.Structure):
 
 class Ban(ct.Structure):
     _fields_ = [("expires", ct.c_uint64), ("since", ct.c_uint64), ("rule_slot", ct.c_uint32),
-                ("pad", ct.c_uint32), ("reason", ct.c_char * 64)]
+                ("rule_hash", ct.c_uint32), ("reason", ct.c_char * 64)]
 
 
 class BucketKey(ct.Structure):

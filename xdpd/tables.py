@@ -134,6 +134,12 @@ def limit_params(limit: Limit) -> tuple[int, int, int, int]:
     return cost, cost * limit.burst, ban_ns, flags
 
 
+def rule_hash(name: str) -> int:
+    """A limit rule's per-source buckets are keyed by this (beside its slot), and
+    the bans it makes carry it: both must not pass to another rule with the slot."""
+    return zlib.crc32(name.encode())
+
+
 def rule_entry(rule: Rule, slot: int) -> RuleEntry:
     """The entry of ``rule`` in counter slot ``slot``.
 
@@ -145,7 +151,7 @@ def rule_entry(rule: Rule, slot: int) -> RuleEntry:
     action = layout.ACTION_CODES[rule.action.value]
     if rule.limit is None:
         return RuleEntry(action, slot)
-    return RuleEntry(action, slot, *limit_params(rule.limit), bucket=zlib.crc32(rule.name.encode()))
+    return RuleEntry(action, slot, *limit_params(rule.limit), bucket=rule_hash(rule.name))
 
 
 @dataclass(frozen=True)

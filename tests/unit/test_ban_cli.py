@@ -19,7 +19,8 @@ import pytest
 
 from xdpd import layout
 from xdpd.bans import BanRecord, parse_source
-from xdpd.cli.ban import format_table, human_duration, list_rows, source_name
+from xdpd.cli.ban import format_table, human_duration, list_rows
+from xdpd.tables import rule_hash
 from tests.unit.test_pure_imports import KERNEL_SIDE, run_child
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,15 +136,16 @@ def test_not_root_exits_77(tmp_path):
 
 
 def record(address: str, expires_in: float | None, rule_slot: int = layout.BAN_BY_CLI, reason: str = "",
-           now_ns: int = 10**12) -> BanRecord:
+           now_ns: int = 10**12, rule: str = "") -> BanRecord:
     expires = 0 if expires_in is None else now_ns + int(expires_in * 1e9)
-    return BanRecord(parse_source(address), expires, now_ns - 10**9, rule_slot, reason)
+    return BanRecord(parse_source(address), expires, now_ns - 10**9, rule_slot, reason,
+                     rule_hash(rule) if rule else 0)
 
 
 def test_list_rows_are_the_documented_shape_active_only_v4_first():
     now_ns, now_unix = 10**12, 1_700_000_000.0
     rows = list_rows([
-        record("2001:db8:1:2::5", 300, rule_slot=4, reason="dns-flood"),
+        record("2001:db8:1:2::5", 300, rule_slot=4, reason="dns-flood", rule="dns-flood-limit"),
         record("198.51.100.7", None, reason="f2b-sshd"),
         record("192.0.2.9", -0.5),  # expired, not yet swept: not shown
         record("192.0.2.10", 2, rule_slot=9),  # a rule no longer configured
@@ -181,9 +183,12 @@ def test_human_duration(seconds, text):
 
 
 def test_source_names():
-    assert source_name(layout.BAN_BY_CLI, {}) == "cli"
-    assert source_name(3, {3: "ssh-syn"}) == "ssh-syn"
-    assert source_name(3, {}) == "slot3"
+    def made_by(slot: int, name: str = "") -> BanRecord:
+        return BanRecord(bytes(16), 0, 0, slot, "", rule_hash(name) if name else 0)
+    assert made_by(layout.BAN_BY_CLI).source({}) == "cli"
+    assert made_by(3, "ssh-syn").source({3: "ssh-syn"}) == "ssh-syn"
+    assert made_by(3, "ssh-syn").source({}) == "slot3"                      # the rule is gone
+    assert made_by(3, "ssh-syn").source({3: "web-syn"}) == "slot3"          # its slot went to another
 
 
 # --------------------------------------------------------------------------- fail2ban's action file

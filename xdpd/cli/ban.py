@@ -101,11 +101,6 @@ def human_duration(seconds: float) -> str:
     return " ".join(parts)
 
 
-def source_name(rule_slot: int, rule_names: dict[int, str]) -> str:
-    """``cli``, the limit rule's name, or ``slotN`` for a rule no longer configured (as ``status`` says)."""
-    if rule_slot == layout.BAN_BY_CLI:
-        return CLI_SOURCE
-    return rule_names.get(rule_slot, f"slot{rule_slot}")
 
 
 def list_rows(records: list[BanRecord], now_ns: int, now_unix: float,
@@ -116,7 +111,7 @@ def list_rows(records: list[BanRecord], now_ns: int, now_unix: float,
     for r in sorted(active, key=lambda r: (not r.key.startswith(V4_MAPPED), r.key)):
         expires = None if not r.expires_ns else round(now_unix + (r.expires_ns - now_ns) / 1e9, 3)
         rows.append({"address": r.address, "expires": expires, "reason": r.reason,
-                     "source": source_name(r.rule_slot, rule_names)})
+                     "source": r.source(rule_names)})
     return rows
 
 
@@ -188,7 +183,7 @@ def _names_for(records: list[BanRecord], pin_dir: str) -> dict[int, str]:
 def _describe(record: BanRecord, now_ns: int, pin_dir: str) -> str:
     expires = record.expires_unix(now_ns)
     parts = [f"until {local_time(expires)}" if expires is not None else "until deleted",
-             f"source {source_name(record.rule_slot, _names_for([record], pin_dir))}"]
+             f"source {record.source(_names_for([record], pin_dir))}"]
     if record.reason:
         parts.append(f"reason {show(record.reason)}")
     return ", ".join(parts)
