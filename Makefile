@@ -51,6 +51,7 @@ demo: setup
 bench: setup
 	$(PYTHON) -m tools.bench.packet
 	$(PYTHON) -m tools.bench.daemon
+	$(PYTHON) -m tools.bench.linerate
 
 clean:
 	rm -rf dist build .pytest_cache .hypothesis
