@@ -271,32 +271,10 @@ def _record(key: bytes, v: layout.Ban) -> BanRecord:
     return BanRecord(bytes(key), v.expires, v.since, v.rule_slot, v.reason.decode(errors="replace"), v.rule_hash)
 
 
-def find_ban_dir(pin_dir: str) -> str | None:
-    """The ban directory the pinned program uses, else the only one there is."""
-    dirs = pins.ban_dirs(pin_dir)
-    if len(dirs) <= 1:
-        return dirs[0] if dirs else None
-    prog = os.path.join(pin_dir, pins.PROG)
-    if os.path.exists(prog):
-        fd = bpfsys.obj_get(prog)
-        try:
-            ids = set(bpfsys.prog_info(fd).map_ids)
-        finally:
-            os.close(fd)
-        for d in dirs:
-            mfd = bpfsys.obj_get(os.path.join(d, "bans"))
-            try:
-                if bpfsys.map_info(mfd).id in ids:
-                    return d
-            finally:
-                os.close(mfd)
-    return dirs[-1]
-
-
 def open_pinned(pin_dir: str) -> BanTable:
     """The ban table under ``pin_dir``, armed through the pinned program's
     state map if there is one (``xdpd ban`` works with or without a daemon)."""
-    ban_dir = find_ban_dir(pin_dir) if os.path.isdir(pin_dir) else None
+    ban_dir = pins.current_ban_dir(pin_dir) if os.path.isdir(pin_dir) else None
     if ban_dir is None:
         raise BanError(f"no ban table pinned under {pin_dir} (xdpd creates it when it starts; "
                        "see --pin-dir)")

@@ -60,20 +60,32 @@ def remove_stale_maps(pin_dir: str, keep: str) -> list[str]:
 
 def current_maps_dir(pin_dir: str) -> str | None:
     """The maps directory the pinned program uses (None if nothing pinned)."""
+    dirs = sorted(str(p) for p in Path(pin_dir).glob("maps-*"))
+    return _used_by_program(pin_dir, dirs, "state")
+
+
+def current_ban_dir(pin_dir: str) -> str | None:
+    """The ban table directory the pinned program uses, else the newest there is."""
+    dirs = ban_dirs(pin_dir)
+    return _used_by_program(pin_dir, dirs, "bans") or (dirs[-1] if dirs else None)
+
+
+def _used_by_program(pin_dir: str, dirs: list[str], map_name: str) -> str | None:
+    """Which of ``dirs`` holds the ``map_name`` the pinned program uses; with no
+    program pinned, the only one there is (None when there are several)."""
     prog = os.path.join(pin_dir, PROG)
-    dirs = sorted(Path(pin_dir).glob("maps-*"))
     if not os.path.exists(prog) or not dirs:
-        return str(dirs[0]) if len(dirs) == 1 else None
+        return dirs[0] if len(dirs) == 1 else None
     fd = bpfsys.obj_get(prog)
     try:
         ids = set(bpfsys.prog_info(fd).map_ids)
     finally:
         os.close(fd)
     for d in dirs:
-        mfd = bpfsys.obj_get(str(d / "state"))
+        mfd = bpfsys.obj_get(os.path.join(d, map_name))
         try:
             if bpfsys.map_info(mfd).id in ids:
-                return str(d)
+                return d
         finally:
             os.close(mfd)
     return None

@@ -229,3 +229,34 @@ def test_a_new_rule_in_a_retired_rules_slot_starts_with_full_buckets(prog, bans)
     assert prog.runs(DNS_A, 2) == ["pass", "drop"]      # new-cap's own bucket; newer-cap's then
     prog.load("rules: [{name: new-cap, action: limit, proto: udp, rate: 1/h, burst: 1}]")
     assert prog.runs(DNS_A, 1) == ["drop"]              # the same rule keeps its bucket
+
+
+def test_bans_move_to_a_table_of_another_capacity_and_the_old_one_goes():
+    """max_bans changed: the next program gets a ban table of the new size, and
+    migrate() carries the active bans over (deadlines, reasons and sources kept)."""
+    from xdpd import bans as bans_mod, pins
+    from xdpd.compiler import BuildParams
+    pin_dir = f"/sys/fs/bpf/xdpdt-migrate-{time.monotonic_ns()}"
+    old = LoadedProgram(pin_dir, params=BuildParams(max_exact=1024, max_bans=4, max_limit_sources=64))
+    new = None
+    try:
+        with old.ban_table() as t:
+            t.add(parse_source(SRC_A), 600, "kept")
+            t.add(parse_source("2001:db8:7:7::1"), None, "forever")
+            t.add(parse_source(SRC_B), 0.01, "expired")
+        time.sleep(0.05)
+        new = LoadedProgram(pin_dir, params=BuildParams(max_exact=1024, max_bans=8, max_limit_sources=64))
+        new.load("rules: []")
+        new_dir = pins.bans_dir(pin_dir, 8)
+        assert bans_mod.migrate(pin_dir, new_dir, new.maps["state"]) == (2, 0)
+        assert pins.ban_dirs(pin_dir) == [new_dir]
+        with new.ban_table() as t:
+            got = {r.address: (r.reason, r.expires_ns) for r in t.records()}
+        assert set(got) == {SRC_A, "2001:db8:7:7::/64"}
+        assert got["2001:db8:7:7::/64"] == ("forever", 0)
+        assert got[SRC_A][0] == "kept" and 590e9 < got[SRC_A][1] - time.monotonic_ns() < 600e9
+        assert new.run(WEB_A) == "drop" and new.run(DNS_B) == "pass"
+    finally:
+        old.close()
+        if new is not None:
+            new.close()

@@ -66,6 +66,17 @@ static __always_inline u16 csum_replace(u16 csum, u32 diff)
 	return (u16)~sum;
 }
 
+/* The 16-bit field at `off` of the frame, or NULL if it does not fit. */
+static __always_inline u16 *field16(void *data, void *data_end, u32 off)
+{
+	if (off > MAX_FIELD_OFF)
+		return NULL;
+	u16 *p = data + off;
+	if ((void *)(p + 1) > data_end)
+		return NULL;
+	return p;
+}
+
 int xdp_trafficgen(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -116,21 +127,14 @@ int xdp_trafficgen(struct xdp_md *ctx)
 	last[0] = hi;
 	last[1] = lo;
 
-	off = cfg->ip_csum_off;
-	if (off) {
-		if (off > MAX_FIELD_OFF)
-			return XDP_ABORTED;
-		u16 *csum = data + off;
-		if ((void *)(csum + 1) > data_end)
+	u16 *csum;
+	if (cfg->ip_csum_off) {
+		if (!(csum = field16(data, data_end, cfg->ip_csum_off)))
 			return XDP_ABORTED;
 		*csum = csum_replace(*csum, diff);
 	}
-	off = cfg->l4_csum_off;
-	if (off) {
-		if (off > MAX_FIELD_OFF)
-			return XDP_ABORTED;
-		u16 *csum = data + off;
-		if ((void *)(csum + 1) > data_end)
+	if (cfg->l4_csum_off) {
+		if (!(csum = field16(data, data_end, cfg->l4_csum_off)))
 			return XDP_ABORTED;
 		if (*csum || !(cfg->l4_flags & L4_ZERO_NONE)) {
 			u16 sum = csum_replace(*csum, diff);
