@@ -224,6 +224,14 @@ class Settings:
     seen source is forgotten first); fixed when the program is built."""
     max_bans: int = 1_000_000
     """Capacity of the ban table, shared by ``ban:`` rules and ``xdpd ban``."""
+    metrics_listen: tuple[str, int] | None = None
+    """(IP address, port) where ``/metrics`` is served; None: not served."""
+    metrics_textfile: str | None = None
+    """Where the metrics are written every ``log_interval`` (node_exporter's
+    textfile collector); None: not written."""
+    strict_permissions: bool = True
+    """Refuse config and list files (and the config dir) that a non-root
+    user could write: such a user would control the host's firewall."""
 
 
 @dataclass(frozen=True)
