@@ -409,7 +409,7 @@ def test_bad_settings(tmp_path: Path) -> None:
         "rules.yaml:5:3: unknown key 'log_intervall'; did you mean 'log_interval'?",
         "rules.yaml:6:3: unknown key 'check_intervall'; did you mean 'check_interval'?",
         "rules.yaml:7:3: unknown key 'period'; expected one of: log_interval, check_interval, detach_on_stop, "
-        "max_addresses, max_limit_sources, max_bans",
+        "max_addresses, max_limit_sources, max_bans, metrics_listen, metrics_textfile, strict_permissions",
     ]
 
 
