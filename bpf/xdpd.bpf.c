@@ -80,6 +80,12 @@
  * sources that are not banned without the hash.  Expiry is compared on
  * lookup (CLOCK_MONOTONIC deadlines); the daemon's sweep only frees memory.
  *
+ * Samples: a rule with `sample` hands the headers of up to its rate of the
+ * packets it matches to the daemon through a ring buffer (one sample per
+ * packet at most, taken by the first matching rule that wants one and whose
+ * sample bucket allows it, sent once the packet's verdict is known).  Rules
+ * without `sample` cost one test of a field already loaded.
+ *
  * Build-time parameters (-D): PIN_DIR, BAN_DIR, MAX_EXACT, MAX_PREFIXES,
  * IFINDEX_MAX, MAX_LIMIT_SOURCES, MAX_BANS.
  */
@@ -240,6 +246,28 @@ struct rule_ent {
 	u32 flags;	/* LIM_* */
 	u32 bucket;	/* limit: names the rule's per-source buckets (a hash of its
 			 * name), so a rule given a retired rule's slot starts afresh */
+	u64 sample_cost;	/* sample: TIME_SCALE units per sample; 0: no samples */
+	u64 sample_tau;		/* sample: the burst of samples, same units */
+};
+
+/* One sampled packet, as the daemon logs it (xdpd/layout.py: Sample). */
+struct sample {
+	u32 rule_slot;
+	u32 ifindex;
+	u32 verdict;
+	u32 family;
+	u32 proto;
+	u32 sport;	/* NO_PORT: none */
+	u32 dport;
+	u32 length;	/* IP packet length */
+	u32 frame_len;
+	u32 icmp_type;
+	u32 icmp_code;
+	u32 tcp_flags;
+	u32 l4;		/* icmp_* or tcp_flags were read */
+	u32 vlan;	/* VLAN_UNTAGGED: none */
+	u8 src[16];
+	u8 dst[16];
 };
 
 struct iface_ent {
@@ -417,6 +445,10 @@ BPF_TABLE_PINNED("array", u32, u64, rule_buckets, MAX_RULE_SLOTS, PIN_DIR "/rule
 BPF_TABLE_PINNED("lru_hash", struct bucket_key, u64, src_buckets, MAX_LIMIT_SOURCES, PIN_DIR "/src_buckets");
 BPF_TABLE_PINNED("percpu_array", u32, struct counter, limit_stats, MAX_RULE_SLOTS, PIN_DIR "/limit_stats");
 BPF_TABLE_PINNED("percpu_array", u32, u64, ban_stats, BAN_STATS, PIN_DIR "/ban_stats");
+BPF_TABLE_PINNED("array", u32, u64, sample_buckets, MAX_RULE_SLOTS, PIN_DIR "/sample_buckets");
+/* Not pinned (bcc cannot pin a ring buffer and still offer ringbuf_output):
+ * the daemon finds it among the program's maps by name. */
+BPF_RINGBUF_OUTPUT(samples, 64);
 BPF_TABLE_PINNED("hash", struct src_key, struct ban, bans, MAX_BANS, BAN_DIR "/bans", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("array", u32, u64, ban_filter, BAN_FILTER_WORDS, BAN_DIR "/ban_filter", BPF_F_MMAPABLE);
 
@@ -435,9 +467,10 @@ struct scratch {
 	u32 bank;
 	u32 observe;
 	u32 verdict;		/* classify()'s, for when no limit stops the packet */
-	u32 pad;
+	u32 sample_slot;	/* 1 + the slot of the rule that takes a sample; 0: none */
 	struct bucket_key bkey;	/* bkey.src: the packet's source */
 	struct ban ban;
+	struct sample sample;
 };
 BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
 
@@ -931,6 +964,48 @@ static __always_inline void ban_source(struct state *st, struct scratch *sc, con
 		*c += 1;
 }
 
+/* Take a sample of this packet for `slot`'s rule, if none is taken yet and
+ * the rule's sample bucket allows one (sent at the end, see send_sample()). */
+static __always_inline void want_sample(struct scratch *sc, const struct rule_ent *r, u32 slot)
+{
+	if (sc->sample_slot)
+		return;
+	u64 *tat = sample_buckets.lookup(&slot);
+	if (tat && conforms(tat, bpf_ktime_get_coarse_ns() * TIME_SCALE, r->sample_cost, r->sample_tau))
+		sc->sample_slot = slot + 1;
+}
+
+static __always_inline void send_sample(struct scratch *sc, u32 ifindex, u32 verdict, u64 frame_len)
+{
+	struct sample *s = &sc->sample;
+	const struct pkt *p = &sc->pkt;
+	s->rule_slot = sc->sample_slot - 1;
+	sc->sample_slot = 0;
+	s->ifindex = ifindex;
+	s->verdict = verdict;
+	s->family = p->family;
+	s->proto = p->proto;
+	s->sport = p->sport;
+	s->dport = p->dport;
+	s->length = p->len;
+	s->frame_len = frame_len;
+	s->icmp_type = p->icmp_type;
+	s->icmp_code = p->icmp_code;
+	s->tcp_flags = p->tcp_flags;
+	s->l4 = p->l4;
+	s->vlan = p->vlan;
+	if (p->family == 4) {
+		__builtin_memset(s->src, 0, 16);
+		__builtin_memset(s->dst, 0, 16);
+		__builtin_memcpy(s->src, &p->s4, 4);
+		__builtin_memcpy(s->dst, &p->d4, 4);
+	} else {
+		__builtin_memcpy(s->src, p->s6, 16);
+		__builtin_memcpy(s->dst, p->d6, 16);
+	}
+	samples.ringbuf_output(s, sizeof(*s), 0);
+}
+
 /* Walk the rules classify() left in scratch, lowest bit (first in config
  * order) first: count each, and stop at a limit rule the packet is over.
  * Returns the verdict: the one classify() stored, or V_DROP_LIMIT.
@@ -972,6 +1047,8 @@ static __always_inline u32 walk_matched(struct xdp_md *ctx, struct state *st)
 			continue;
 		u32 slot = r->slot;
 		bump(rule_stats.lookup(&slot), bytes);
+		if (r->sample_cost)
+			want_sample(sc, r, slot);
 		if (r->action == ACT_LIMIT && !within_limit(sc, r, slot, bytes)) {
 			bump(limit_stats.lookup(&slot), bytes);
 			if (r->ban_ns && !sc->observe)
@@ -1069,8 +1146,9 @@ static __always_inline int match_headers(const struct bank_cfg *bc, u32 bank, co
 
 /* Returns a verdict index (V_*). */
 static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const struct iface_ent *ie,
-				    struct pkt *p, u64 bytes, int *counting)
+				    struct scratch *sc, u64 bytes, int *counting)
 {
+	struct pkt *p = &sc->pkt;
 	u32 flags = bc->flags;
 	struct mask m = p->vlan < VLAN_UNTAGGED ? ie->rules : ie->untagged;
 	if (is_empty(&m))
@@ -1160,9 +1238,10 @@ static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const s
 	u64 c1 = m.w[1] & ~bc->decisive.w[1] & below1;
 	u32 v = NVERDICTS;
 	u32 slot = 0;
+	struct rule_ent *r = NULL;
 	if (first < MAX_RULES) {
 		k = bank * MAX_RULES + first;
-		struct rule_ent *r = rules.lookup(&k);
+		r = rules.lookup(&k);
 		if (!r)
 			return NVERDICTS;
 		slot = r->slot;
@@ -1172,24 +1251,23 @@ static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const s
 		/* Count and limit rules matched before the deciding rule: the
 		 * walk counts them in order and the deciding rule after them,
 		 * unless a limit stops the packet first. */
-		u32 zero = 0;
-		struct scratch *sc = scratch.lookup(&zero);
-		if (sc) {
-			if (first < 64)
-				c0 |= 1ULL << first;
-			else if (first < MAX_RULES)
-				c1 |= 1ULL << (first - 64);
-			sc->bits[0] = c0;
-			sc->bits[1] = c1;
-			sc->bank = bank;
-			sc->observe = ie->observe;
-			src_key_of(p, &sc->bkey.src);
-			*counting = 1;
-			return v;
-		}
+		if (first < 64)
+			c0 |= 1ULL << first;
+		else if (first < MAX_RULES)
+			c1 |= 1ULL << (first - 64);
+		sc->bits[0] = c0;
+		sc->bits[1] = c1;
+		sc->bank = bank;
+		sc->observe = ie->observe;
+		src_key_of(p, &sc->bkey.src);
+		*counting = 1;
+		return v;
 	}
-	if (first < MAX_RULES)
+	if (r) {
 		bump(rule_stats.lookup(&slot), bytes);
+		if (r->sample_cost)
+			want_sample(sc, r, slot);
+	}
 	return v;
 }
 
@@ -1253,7 +1331,7 @@ int xdpd_main(struct xdp_md *ctx)
 			v = V_DROP_BAN;
 			break;
 		}
-		v = classify(bc, bank, ie, p, bytes, &counting);
+		v = classify(bc, bank, ie, sc, bytes, &counting);
 		if (v == NVERDICTS)
 			v = (ie->default_drop && is_nd(p)) ? V_PASS_EXEMPT : default_v;
 	}
@@ -1274,6 +1352,8 @@ int xdpd_main(struct xdp_md *ctx)
 	}
 	u32 sk = ie->slot * NVERDICTS + v;
 	bump(iface_stats.lookup(&sk), bytes);
+	if (sc->sample_slot)
+		send_sample(sc, ctx->ingress_ifindex, v, bytes);
 	return action;
 }
 

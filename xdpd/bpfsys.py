@@ -14,7 +14,7 @@ import errno
 import mmap
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 class _BatchOpts(ct.Structure):
     _fields_ = [("sz", ct.c_size_t), ("elem_flags", ct.c_uint64), ("flags", ct.c_uint64)]
@@ -98,10 +98,46 @@ def _libbpf() -> ct.CDLL:
         lib.bpf_obj_get_info_by_fd.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
         lib.bpf_prog_get_fd_by_id.argtypes = [ct.c_uint32]
         lib.bpf_map_get_fd_by_id.argtypes = [ct.c_uint32]
+        lib.bpf_map_create.argtypes = [ct.c_int, ct.c_char_p, ct.c_uint32, ct.c_uint32, ct.c_uint32, ct.c_void_p]
         lib.bpf_prog_test_run_opts.argtypes = [ct.c_int, ct.POINTER(_TestRunOpts)]
         lib.libbpf_num_possible_cpus.argtypes = []
+        lib.ring_buffer__new.argtypes = [ct.c_int, _RINGBUF_CB, ct.c_void_p, ct.c_void_p]
+        lib.ring_buffer__new.restype = ct.c_void_p
+        lib.ring_buffer__poll.argtypes = [ct.c_void_p, ct.c_int]
+        lib.ring_buffer__free.argtypes = [ct.c_void_p]
         _LIBBPF = lib
     return _LIBBPF
+
+
+_RINGBUF_CB = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_size_t)
+
+
+class RingBuffer:
+    """libbpf's consumer of a BPF ring buffer map: :meth:`poll` calls
+    ``on_record(bytes)`` for each record the program submitted."""
+
+    def __init__(self, map_fd: int, on_record: Callable[[bytes], None]) -> None:
+        def callback(_ctx, data, size) -> int:
+            on_record(ct.string_at(data, size))
+            return 0
+        self._callback = _RINGBUF_CB(callback)   # kept alive as long as libbpf may call it
+        ptr = _libbpf().ring_buffer__new(map_fd, self._callback, None, None)
+        if not ptr:
+            code = ct.get_errno() or errno.EINVAL
+            raise BpfError(code, f"opening ring buffer map fd {map_fd}: {os.strerror(code)}")
+        self._rb = ptr
+
+    def poll(self, timeout_ms: int) -> int:
+        """Consume what is there (waiting up to ``timeout_ms``); returns the records handled."""
+        n = _libbpf().ring_buffer__poll(self._rb, timeout_ms)
+        if n < 0 and -n != errno.EINTR:
+            _check(n, "polling a ring buffer")
+        return max(n, 0)
+
+    def close(self) -> None:
+        if self._rb:
+            _libbpf().ring_buffer__free(self._rb)
+            self._rb = None
 
 
 BATCH_CHUNK = 65536
@@ -141,6 +177,19 @@ def prog_fd_by_id(prog_id: int) -> int:
 def map_fd_by_id(map_id: int) -> int:
     """A new fd for the map with this id (caller closes)."""
     return _check(_libbpf().bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}")
+
+
+BPF_MAP_TYPE_ARRAY = 2
+
+
+def map_create(map_type: int, name: str, key_size: int, value_size: int, max_entries: int) -> int:
+    """A new map, not pinned; returns its fd (caller closes).
+
+    For the few maps xdpd keeps beside the program's own (which bcc creates
+    from the C source), such as the reload counts of :mod:`xdpd.reloadstats`.
+    """
+    return _check(_libbpf().bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries, None),
+                  f"creating map {name}")
 
 
 @dataclass(frozen=True)

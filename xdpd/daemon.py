@@ -47,6 +47,7 @@ from .model import Config
 from .observe import observe
 from .pins import pin_program, remove_stale_maps
 from .plan import ImageCache, PlanError, detach_ops, plan
+from .samples import SampleLogger
 from .watch import ConfigWatcher
 
 WATCH_DEBOUNCE = 0.1
@@ -318,6 +319,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
     datapath.adopt()  # maps a previous daemon left pinned: learn what they hold
     ban_dir = pins.bans_dir(pin_dir, config.settings.max_bans)
     ban_table = bans.BanTable(ban_dir, maps["state"])
+    sampler = SampleLogger(loaded.prog_fd, maps, log).start()
     try:
         with IPRoute() as ipr:
             daemon = Daemon(config, config_dir, runtime_dir, datapath, XdpLinks(ipr, loaded.prog_fd),
@@ -359,6 +361,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
             else:
                 log.info("left_attached", hint="detach_on_stop is false: filtering continues")
     finally:
+        sampler.stop()
         ban_table.close()
         maps.close()
         os.close(loaded.prog_fd)

@@ -222,7 +222,8 @@ class Datapath:
     def _write_rules(self, bank: int, image: BankImage) -> None:
         m = self.maps["rules"]
         ents = [layout.RuleEnt(action=r.action, slot=r.slot, cost=r.cost, tau=r.tau, ban_ns=r.ban_ns,
-                               flags=r.flags, bucket=r.bucket) for r in image.rules]
+                               flags=r.flags, bucket=r.bucket, sample_cost=r.sample_cost,
+                               sample_tau=r.sample_tau) for r in image.rules]
         ents += [layout.RuleEnt()] * (layout.MAX_RULES - len(ents))
         keys = array.array("I", range(bank * layout.MAX_RULES, (bank + 1) * layout.MAX_RULES)).tobytes()
         m.update_batch(keys, bpfsys.pack_array(ents))

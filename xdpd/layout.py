@@ -179,7 +179,23 @@ STATE_BANS_ARMED_OFFSET = State.bans_armed.offset
 class RuleEnt(ct.Structure):
     _fields_ = [("action", ct.c_uint32), ("slot", ct.c_uint32),
                 ("cost", ct.c_uint64), ("tau", ct.c_uint64), ("ban_ns", ct.c_uint64),
-                ("flags", ct.c_uint32), ("bucket", ct.c_uint32)]
+                ("flags", ct.c_uint32), ("bucket", ct.c_uint32),
+                ("sample_cost", ct.c_uint64), ("sample_tau", ct.c_uint64)]
+
+
+class Sample(ct.Structure):
+    """One sampled packet from the program's ring buffer (``struct sample``)."""
+
+    _fields_ = [("rule_slot", ct.c_uint32), ("ifindex", ct.c_uint32), ("verdict", ct.c_uint32),
+                ("family", ct.c_uint32), ("proto", ct.c_uint32), ("sport", ct.c_uint32),
+                ("dport", ct.c_uint32), ("length", ct.c_uint32), ("frame_len", ct.c_uint32),
+                ("icmp_type", ct.c_uint32), ("icmp_code", ct.c_uint32), ("tcp_flags", ct.c_uint32),
+                ("l4", ct.c_uint32), ("vlan", ct.c_uint32), ("src", ct.c_uint8 * 16),
+                ("dst", ct.c_uint8 * 16)]
+
+
+SAMPLES_MAP = "samples"
+"""The program's ring buffer of samples (not pinned: found among the program's maps)."""
 
 
 class SrcKey(ct.Structure):
@@ -310,6 +326,7 @@ MAPS: dict[str, tuple[type, type]] = {
     "rule_names": (ct.c_uint32, RuleMeta),
     "iface_names": (ct.c_uint32, IfaceMeta),
     "rule_buckets": (ct.c_uint32, ct.c_uint64),
+    "sample_buckets": (ct.c_uint32, ct.c_uint64),
     "src_buckets": (BucketKey, ct.c_uint64),
     "limit_stats": (ct.c_uint32, Counter),
     "ban_stats": (ct.c_uint32, ct.c_uint64),

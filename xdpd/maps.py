@@ -78,7 +78,8 @@ class PinnedMaps:
         bank = self.active_bank() if bank is None else bank
         cfg = self.state().cfg[bank]
         rules = self._maps["rules"]
-        return [RuleEntry(r.action, r.slot, r.cost, r.tau, r.ban_ns, r.flags, r.bucket) for r in
+        return [RuleEntry(r.action, r.slot, r.cost, r.tau, r.ban_ns, r.flags, r.bucket, r.sample_cost,
+                          r.sample_tau) for r in
                 (rules.lookup(ct.c_uint32(bank * layout.MAX_RULES + bit)) for bit in range(cfg.nrules))]
 
     # -- counters ------------------------------------------------------------
@@ -121,6 +122,7 @@ class PinnedMaps:
             self.zero_counter("rule_stats", slot)
             self.zero_counter("limit_stats", slot)
             self._maps["rule_buckets"].update(ct.c_uint32(slot), ct.c_uint64(0))
+            self._maps["sample_buckets"].update(ct.c_uint32(slot), ct.c_uint64(0))
 
     def write_iface_slots(self, slots: Mapping[int, IfaceSlot], fresh: frozenset[int] | set[int]) -> None:
         """Record exactly ``slots`` (others are cleared) and zero the counters of ``fresh`` ones."""

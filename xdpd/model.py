@@ -192,6 +192,8 @@ class Rule:
     """Outer VLAN id of the frame (untagged frames do not match)."""
     limit: Limit | None = None
     """Set exactly when ``action`` is ``LIMIT``."""
+    sample: float | None = None
+    """Packets per second whose headers the program hands to the daemon to log."""
     origin: Origin = field(default=Origin("<none>"), compare=False)
 
 

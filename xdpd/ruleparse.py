@@ -21,6 +21,7 @@ from xdpd.model import Action, Origin, Rule
 from xdpd.problems import show
 from xdpd.ruleaddrs import ListFiles, parse_addresses
 from xdpd.rulelimit import LIMIT_KEYS, parse_limit
+from xdpd.rulesample import SAMPLE_KEYS, parse_sample
 from xdpd.rulematch import MATCH_KEYS, parse_match_fields
 from xdpd.ruleproto import PORT_KEYS, check_port_protos, parse_ports, parse_protos
 from xdpd.yamldoc import Doc, Fields, is_null, kind
@@ -38,6 +39,7 @@ RULE_KEYS = (
     "interfaces",
     *MATCH_KEYS,
     *LIMIT_KEYS,
+    *SAMPLE_KEYS,
 )
 _RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,63}")
 
@@ -87,6 +89,7 @@ def _rule(doc: Doc, node: Node, list_files: ListFiles) -> RuleResult:
     check_port_protos(doc, fields, ports, protos)
     match = parse_match_fields(doc, fields, protos)
     limit = parse_limit(doc, fields, action)
+    sample = parse_sample(doc, fields)
     if "interfaces" in fields:
         result.interfaces = _interfaces(doc, fields["interfaces"][1])
     if len(doc.problems) == start and name is not None and action is not None:
@@ -103,6 +106,7 @@ def _rule(doc: Doc, node: Node, list_files: ListFiles) -> RuleResult:
             interfaces=tuple(sorted({name for name, _ in result.interfaces})) or None,
             **match,
             limit=limit,
+            sample=sample,
             origin=result.origin,
         )
     return result

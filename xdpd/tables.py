@@ -118,6 +118,9 @@ class RuleEntry(NamedTuple):
     flags: int = 0
     bucket: int = 0
     """Names a limit rule's per-source buckets (see :func:`rule_entry`)."""
+    sample_cost: int = 0
+    sample_tau: int = 0
+    """A rule's sample bucket (0: no samples), in the units of :func:`limit_params`."""
 
 
 def limit_params(limit: Limit) -> tuple[int, int, int, int]:
@@ -149,9 +152,14 @@ def rule_entry(rule: Rule, slot: int) -> RuleEntry:
     spent for hours).  The same rule keeps its buckets across reloads.
     """
     action = layout.ACTION_CODES[rule.action.value]
+    sampling = {}
+    if rule.sample:
+        # A burst of one second of samples: a quiet rule's first packets are all shown.
+        cost = max(1, round(layout.TIME_SCALE * 1e9 / rule.sample))
+        sampling = {"sample_cost": cost, "sample_tau": cost * max(1, round(rule.sample))}
     if rule.limit is None:
-        return RuleEntry(action, slot)
-    return RuleEntry(action, slot, *limit_params(rule.limit), bucket=rule_hash(rule.name))
+        return RuleEntry(action, slot, **sampling)
+    return RuleEntry(action, slot, *limit_params(rule.limit), bucket=rule_hash(rule.name), **sampling)
 
 
 @dataclass(frozen=True)

@@ -555,7 +555,7 @@ def test_unknown_rule_key(tmp_path: Path) -> None:
         "rules.yaml:4:5: unknown key 'srcport'; did you mean 'src_port'?",
         "rules.yaml:5:5: unknown key 'comment'; expected one of: name, action, src, src_file, dst, dst_file, "
         "proto, src_port, dst_port, interfaces, tcp_flags, icmp_type, icmp_code, ttl, length, vlan, rate, burst, "
-        "per, ban",
+        "per, ban, sample",
     ]
 
 
