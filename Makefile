@@ -4,8 +4,25 @@ export PYTHONDONTWRITEBYTECODE = 1
 
 .PHONY: setup test unit kernel e2e deb demo bench clean
 
+# Beside tools/setup-host.sh's list, for the metrics (issue 11): Debian's
+# Prometheus client library (a dependency of the package), and promtool, which
+# the tests run on the scraped text.  promtool comes only inside Debian's
+# prometheus package, whose server a test machine has no use for (on a
+# machine booted with systemd, installing it starts one on port 9090), so
+# promtool alone is taken out of that package into $(PROMTOOL).
+PROMTOOL = /var/cache/xdpd-test/promtool
+
 setup:
 	sh tools/setup-host.sh
+	@dpkg-query -W -f='$${Status}' python3-prometheus-client 2>/dev/null | grep -q "install ok installed" \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-prometheus-client; }
+	@[ -x $(PROMTOOL) ] || { set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	    get="apt-get download -q -o APT::Sandbox::User=root prometheus"; \
+	    (cd "$$tmp" && { $$get || { apt-get update -q && $$get; }; }) >/dev/null; \
+	    mkdir -p $(dir $(PROMTOOL)); \
+	    dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -xOf - ./usr/bin/promtool > $(PROMTOOL).new; \
+	    chmod 755 $(PROMTOOL).new; mv $(PROMTOOL).new $(PROMTOOL); \
+	    echo "setup: $(PROMTOOL), from Debian's prometheus package ($$($(PROMTOOL) --version 2>&1 | head -n 1))"; }
 
 # Everything: unit tests (no root needed), real-kernel tests and the
 # end-to-end test of the .deb under systemd (tests/e2e, also: make e2e).

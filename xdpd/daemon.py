@@ -43,10 +43,13 @@ from .exitcodes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
 from .linkevents import LinkEvent, LinkMonitor
 from .links import XdpLinks
 from .maps import LayoutMismatch, PinnedMaps
+from .metrics import MetricsCollector, registry
+from .metricsexport import MetricsExport
 from .model import Config
 from .observe import observe
 from .pins import pin_program, remove_stale_maps
 from .plan import ImageCache, PlanError, detach_ops, plan
+from .reloadstats import ReloadStats
 from .samples import SampleLogger
 from .watch import ConfigWatcher
 
@@ -99,8 +102,9 @@ class Daemon:
 
     def __init__(self, config: Config, config_dir: str, runtime_dir: str, datapath: Datapath,
                  links: XdpLinks, ban_table: bans.BanTable, cache: ListCache, notifier, log,
-                 triggers: _Triggers) -> None:
+                 triggers: _Triggers, reloads: ReloadStats, metrics: MetricsExport) -> None:
         self.config, self.config_dir, self.runtime_dir = config, config_dir, runtime_dir
+        self.reloads, self.metrics = reloads, metrics
         self.datapath, self.links, self.ban_table = datapath, links, ban_table
         self.executor = Executor(datapath, datapath.maps, links)
         self.images = ImageCache()
@@ -172,6 +176,7 @@ class Daemon:
             if now >= next_report:
                 next_report = now + self.config.settings.log_interval
                 self.reporter.report()
+                self.metrics.write_textfile()
             if now >= next_sweep:
                 next_sweep = now + max(BAN_SWEEP_INTERVAL, 10 * self.sweep_bans())
             self.datapath.settle()
@@ -200,12 +205,14 @@ class Daemon:
             for p in e.problems:
                 self.log.error("reload_rejected", problem=str(p))
             summary = f"reload rejected ({len(e.problems)} problem(s)), still enforcing the previous config"
+            self.reloads.count(applied=False)
             self.announce(False, f"{summary}: {e.problems[0]}", [str(p) for p in e.problems])
             return
         try:
             result = self.enforce(config)
         except EnforceFailed as e:
             self.log.error("reload_failed", detail=str(e))
+            self.reloads.count(applied=False)
             self.announce(False, f"reload failed, still enforcing the previous config: {e}", [str(e)])
             return
         if build_params(config.settings) != build_params(self.config.settings):
@@ -215,6 +222,9 @@ class Daemon:
                              hint="map capacity is fixed at start; restart xdpd to resize")
         self.config = config
         watcher.set_files(config.files)
+        self.reloads.count(applied=True)
+        self.reloads.enforced(result.plan.addresses)
+        self.metrics.apply(config.settings)
         p = result.plan
         self.log.info("reload_applied", trigger="SIGHUP" if hup else "file change",
                       changes="; ".join(p.lines()) if p else "none",
@@ -319,11 +329,13 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
     datapath.adopt()  # maps a previous daemon left pinned: learn what they hold
     ban_dir = pins.bans_dir(pin_dir, config.settings.max_bans)
     ban_table = bans.BanTable(ban_dir, maps["state"])
+    reloads = ReloadStats(pin_dir)
+    metrics = MetricsExport(registry(MetricsCollector(pin_dir, reloads)), log)
     sampler = SampleLogger(loaded.prog_fd, maps, log).start()
     try:
         with IPRoute() as ipr:
             daemon = Daemon(config, config_dir, runtime_dir, datapath, XdpLinks(ipr, loaded.prog_fd),
-                            ban_table, cache, notifier, log, triggers)
+                            ban_table, cache, notifier, log, triggers, reloads, metrics)
             triggers.install_signals()
             monitor = LinkMonitor(daemon.on_link)
             monitor.start()  # before the first apply: nothing that happens after it is missed
@@ -345,6 +357,8 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
                 moved, left_out = bans.migrate(pin_dir, ban_dir, maps["state"])
                 if moved or left_out:
                     log.info("bans_moved", to=ban_dir, moved=moved, left_out=left_out)
+                reloads.enforced(result.plan.addresses)
+                metrics.apply(config.settings)  # listening before READY=1
                 daemon.announce(True, _status_line(config, result), [])
                 log.info("ready", config_dir=config_dir, pin_dir=pin_dir)
                 datapath.settle()
@@ -362,6 +376,8 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
                 log.info("left_attached", hint="detach_on_stop is false: filtering continues")
     finally:
         sampler.stop()
+        metrics.close()  # before the maps: a scrape being answered still reads them
+        reloads.close()
         ban_table.close()
         maps.close()
         os.close(loaded.prog_fd)
