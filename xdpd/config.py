@@ -3,7 +3,10 @@
 This module reads the directory (which ``*.yaml`` files, as UTF-8), merges
 its files into one :class:`model.Config` and checks what spans files:
 the same setting, interface or rule name in two places, the number of
-rules, that the interfaces rules name are configured, the address capacity.  What one file says is parsed by the modules
+rules, that the interfaces rules name are configured, the address capacity,
+and who can write the files (:mod:`xdpd.permissions`: every file and the
+directory are surveyed as they are read, and judged once the merged settings
+say whether ``strict_permissions`` is on).  What one file says is parsed by the modules
 below it: :mod:`xdpd.yamldoc` (YAML nodes with their ``file:line:col``),
 :mod:`xdpd.settingsparse`, :mod:`xdpd.ifaceparse` and :mod:`xdpd.ruleparse`
 (one section each).
@@ -22,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from xdpd import permissions
 from xdpd.ifaceparse import parse_interfaces
 from xdpd.layout import MAX_RULES
 from xdpd.listcache import ListCache
@@ -60,10 +64,16 @@ def load_config(config_dir: str | os.PathLike[str], cache: ListCache | None = No
     list files are then re-parsed only where they changed since the last
     load, with a result equal to a fresh load.  After a successful load the
     cache forgets list files the config no longer uses; after a failed one it
-    keeps everything, since the next attempt will likely want it.
+    keeps everything, since the next attempt will likely want it.  The cache
+    never spares a file its permission check: a ``chmod`` alone changes no
+    byte of a file but can make it unsafe.
     """
     builder = _Builder(cache=cache)
-    for path in _yaml_files(os.path.abspath(config_dir)):
+    config_dir = os.path.abspath(config_dir)
+    paths = _yaml_files(config_dir)
+    builder.surveys.append(permissions.survey(config_dir, permissions.CONFIG_DIR))
+    for path in paths:
+        builder.surveys.append(permissions.survey(path, permissions.CONFIG_FILE))
         text = _read_yaml_file(path, builder.problems)
         builder.files.setdefault(path)
         if text is not None:
@@ -75,6 +85,8 @@ def parse_config_text(text: str, path: str, cache: ListCache | None = None) -> C
     """Validate one YAML text as if it were the only file of the config dir.
 
     ``path`` is used for messages and to resolve relative list-file paths.
+    The text itself is the caller's to vouch for (its permissions are not
+    checked); the list files it names are checked as in :func:`load_config`.
     Raises :class:`ConfigError`.
     """
     builder = _Builder(cache=cache)
@@ -161,10 +173,12 @@ class _Builder:
     rule_names: dict[str, Origin] = field(default_factory=dict)
     rule_count: int = 0
     rule_interfaces: list[tuple[str, Origin]] = field(default_factory=list)
+    surveys: list[permissions.Survey] = field(default_factory=list)
+    """Each file (and the config dir) as it was when read, for :meth:`_check_permissions`."""
     cache: ListCache | None = None
 
     def __post_init__(self) -> None:
-        self.list_files = ListFiles(self.problems, self.files, self.cache)
+        self.list_files = ListFiles(self.problems, self.files, self.cache, self.surveys)
         if self.cache is not None:
             self.cache.begin()
 
@@ -240,6 +254,7 @@ class _Builder:
         self._check_rule_interfaces()
         if not self.problems:
             self._check_capacity(settings)
+        self._check_permissions(settings)
         if self.problems:
             raise ConfigError(self.problems)
         if self.cache is not None:
@@ -251,6 +266,17 @@ class _Builder:
             rules=tuple(self.rules),
             files=tuple(self.files),
         )
+
+    def _check_permissions(self, settings: Settings) -> None:
+        """Refuse files a user other than root can write, unless an opt-out from a safe file says not to.
+
+        Their problems come first: the daemon's status line shows the first
+        problem, and when a file is unsafe nothing it says can be trusted.
+        """
+        opt_out = self.settings.get("strict_permissions")
+        found = permissions.refusals(self.surveys, settings.strict_permissions,
+                                     opt_out[1] if opt_out is not None else None)
+        self.problems[:0] = found
 
     def _check_rule_interfaces(self) -> None:
         """A rule's ``interfaces`` name interfaces configured in some file of the dir.

@@ -15,6 +15,7 @@ from yaml.nodes import Node
 from xdpd.addrlist import load_addr_file, parse_addr_items, union_all
 from xdpd.listcache import ListCache
 from xdpd.model import AddrSet, Origin
+from xdpd.permissions import LIST_FILE, Survey, survey
 from xdpd.problems import ConfigError, Problem
 from xdpd.yamldoc import Doc, Fields
 
@@ -25,12 +26,16 @@ class ListFiles:
     Besides saving time on big lists, this reports a bad file once instead
     of once per referencing rule.  With a :class:`ListCache`, files are
     loaded through it.  Every file loaded is added to ``files`` (the
-    config's files, watched for changes).
+    config's files, watched for changes) and, when ``surveys`` is given,
+    surveyed there for :mod:`xdpd.permissions` before the cache is asked:
+    a file whose bytes did not change may have changed owner or mode.
     """
 
-    def __init__(self, problems: list[Problem], files: dict[str, None], cache: ListCache | None) -> None:
+    def __init__(self, problems: list[Problem], files: dict[str, None], cache: ListCache | None,
+                 surveys: list[Survey] | None = None) -> None:
         self._problems = problems
         self._files = files
+        self._surveys = surveys
         self._load = cache.load if cache is not None else load_addr_file
         self.union = cache.union if cache is not None else union_all
         self._cache: dict[str, AddrSet | None] = {}
@@ -38,6 +43,8 @@ class ListFiles:
     def load(self, path: str, origin: Origin) -> AddrSet | None:
         if path not in self._cache:
             self._files.setdefault(path)
+            if self._surveys is not None:
+                self._surveys.append(survey(path, LIST_FILE))
             try:
                 self._cache[path] = self._load(path, origin)
             except ConfigError as exc:
