@@ -17,7 +17,13 @@ What counts as a change
       wherever it lives, including an editor's write-to-temp-then-rename, a
       delete followed by a re-create, and the file's directory being
       deleted, re-created or replaced by a rename;
-    * for a file that is a symlink, the link and the file it points to.
+    * for a file that is a symlink, the link and the file it points to;
+    * a change of owner or mode (``chmod``, ``chown``, ``setfacl``: inotify's
+      IN_ATTRIB) of any of these files, or of a watched directory (the config
+      dir, a list file's directory, or the parent of either): a change of
+      no byte can make the config unsafe (:mod:`xdpd.permissions`), and the
+      reload that follows is then rejected.  A directory's other attribute
+      changes (its times, as entries come and go) do not count.
 
 How
     inotify watches directories, not names, so each file's directory is
@@ -60,9 +66,12 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
-# Event types that say a file's content or existence changed.  "closed" is
-# IN_CLOSE_WRITE: the end of a write.  Attribute changes arrive as
-# "modified" too; they are rare and harmless.
+# Event types that say a file's content, existence or attributes changed.
+# "closed" is IN_CLOSE_WRITE: the end of a write.  Attribute changes
+# (IN_ATTRIB, which watchdog watches) arrive as "modified": a chmod must
+# count, since it can make a file unsafe; on a directory, "modified" also
+# stands for any entry coming or going, so there only a changed owner or mode
+# counts (see _dir_attrs_changed).
 _CHANGE_TYPES = frozenset({"created", "modified", "moved", "deleted", "closed"})
 # Event types that can make a watched directory appear, vanish or be replaced.
 _STRUCTURE_TYPES = frozenset({"created", "moved", "deleted"})
@@ -104,6 +113,9 @@ class ConfigWatcher:
         # Watches, touched only with _sync_lock held.
         self._sync_lock = threading.Lock()
         self._watches: dict[str, tuple[ObservedWatch, tuple[int, int]]] = {}
+        # (mode, uid, gid) of each watched directory, as last seen; the
+        # observer thread compares and updates single keys.
+        self._dir_attrs: dict[str, tuple[int, int, int] | None] = {}
         self._observer = Observer()
         self._handler = _Handler(self._on_event)
 
@@ -194,7 +206,10 @@ class ConfigWatcher:
             if kind in _STRUCTURE_TYPES and _on_route(path, targets):
                 relevant = structural = True  # a watched dir or one of its ancestors
             elif event.is_directory:
-                continue  # "modified" on a directory: an entry changed, seen by itself
+                # "modified" on a directory: an entry changed (seen by itself),
+                # or its owner or mode did, which matters for a watched one.
+                if kind == "modified" and self._dir_attrs_changed(path):
+                    relevant = True
             elif path in match:
                 relevant = True
                 # A file created, deleted or renamed may be a symlink that
@@ -213,6 +228,16 @@ class ConfigWatcher:
                 self._resync = True
                 self._resync_paths.update(p for p in (event.src_path, getattr(event, "dest_path", None)) if p)
             self._cond.notify_all()
+
+    def _dir_attrs_changed(self, path: str) -> bool:
+        """True if ``path`` is a watched directory whose owner or mode changed since last seen."""
+        if path not in self._dir_attrs:
+            return False
+        now = _attrs(path)
+        if self._dir_attrs.get(path) == now:
+            return False
+        self._dir_attrs[path] = now
+        return True
 
     # ------------------------------------------------------------------ watcher thread
 
@@ -279,6 +304,7 @@ class ConfigWatcher:
         for path, (watch, ident) in list(self._watches.items()):
             if path not in wanted or path in changed or watch not in alive or _ident(path) != ident:
                 del self._watches[path]
+                self._dir_attrs.pop(path, None)
                 self._observer.unschedule(watch)
         # Sorted, so a parent is watched before its child: a child replaced
         # meanwhile is then seen by the parent's watch.
@@ -286,10 +312,13 @@ class ConfigWatcher:
             new_ident = _ident(path)
             if new_ident is None:
                 continue  # gone since we looked; the next round or its parent's watch sees it
+            # Seen before the watch starts: a chmod after this is an event that compares unequal.
+            self._dir_attrs[path] = _attrs(path)
             try:
                 new_watch = self._observer.schedule(self._handler, path, recursive=False)
             except OSError as e:
                 # ENOSPC: out of inotify watches (fs.inotify.max_user_watches).
+                self._dir_attrs.pop(path, None)
                 self._log.warning("config_watch_failed", path=path, detail=str(e))
                 continue
             self._watches[path] = (new_watch, new_ident)
@@ -343,6 +372,15 @@ def _is_config_yaml(path: str, config_dir: str) -> bool:
     """The files :func:`xdpd.config.load_config` reads: ``*.yaml`` directly in the dir, not hidden."""
     head, name = os.path.split(path)
     return head == config_dir and name.endswith(".yaml") and not name.startswith(".")
+
+
+def _attrs(path: str) -> tuple[int, int, int] | None:
+    """(mode, uid, gid) of a path (symlinks followed), or None if it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mode, st.st_uid, st.st_gid
 
 
 def _ident(path: str) -> tuple[int, int] | None:

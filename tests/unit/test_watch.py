@@ -239,6 +239,37 @@ def test_set_files_unwatches_what_is_no_longer_named(tmp_path: Path, lists: Path
     assert calls.after(lambda: write(block, "192.0.2.8\n")) == 1
 
 
+# --------------------------------------------------------------------------- owner and mode
+
+
+def test_chmod_and_chown_of_a_file_call(conf: Path, lists: Path, make_watcher) -> None:
+    """No byte changes, but the file may have become unsafe (xdpd.permissions): reload."""
+    block = lists / "block.txt"
+    _, calls = make_watcher(files=(str(block),))
+    assert calls.after(lambda: (conf / "rules.yaml").chmod(0o664)) == 1
+    assert calls.after(lambda: block.chmod(0o646)) == 1
+    if os.geteuid() == 0:
+        assert calls.after(lambda: os.chown(block, 65534, -1)) == 1
+
+
+def test_chmod_of_a_watched_directory_calls(tmp_path: Path, conf: Path, lists: Path, make_watcher) -> None:
+    _, calls = make_watcher(files=(str(lists / "block.txt"),))
+    assert calls.after(lambda: conf.chmod(0o777)) == 1
+    assert calls.after(lambda: lists.chmod(0o775)) == 1
+    assert calls.after(lambda: tmp_path.chmod(0o757)) == 1  # the config dir's parent
+    tmp_path.chmod(0o700)
+
+
+def test_entries_coming_and_going_in_a_directory_do_not_count_as_its_chmod(conf: Path, make_watcher) -> None:
+    """A directory's "modified" also means an entry came or went: only owner and mode count."""
+    _, calls = make_watcher()
+    write(conf / ".rules.yaml.swp", "x\n")
+    os.utime(conf, (1, 1))  # times are attributes too
+    (conf / ".rules.yaml.swp").unlink()
+    time.sleep(QUIET)
+    assert calls.count == 0
+
+
 # --------------------------------------------------------------------------- debounce
 
 
