@@ -260,3 +260,39 @@ def test_bans_move_to_a_table_of_another_capacity_and_the_old_one_goes():
         old.close()
         if new is not None:
             new.close()
+
+
+def test_samples_reach_the_ring_buffer_at_their_rate_with_the_verdict(prog, bans):
+    """sample: 5/s holds one second of samples: of 20 back-to-back packets the first
+    5 are sampled, with their headers and final verdict; a rule without sample
+    (and a count rule before the deciding one, walked) adds none."""
+    from xdpd import bpfsys
+    from xdpd.samples import describe, find_ring
+    prog.load("""
+        rules:
+          - {name: counted, action: count, proto: tcp}
+          - {name: no-ssh, action: drop, proto: tcp, dst_port: 22, sample: 5/s}
+          - {name: quiet, action: drop, proto: udp}
+    """)
+    got: list[bytes] = []
+    fd = find_ring(prog.compiled.prog_fd)
+    ring = bpfsys.RingBuffer(fd, got.append)
+    try:
+        ring.poll(0)
+        got.clear()                                     # whatever earlier tests left
+        ssh = frame_v4("tcp", SRC_A, DST, 40000, 22, tcp_flags="S")
+        assert prog.runs(ssh, 20) == ["drop"] * 20
+        assert prog.runs(DNS_A, 5) == ["drop"] * 5      # no sample on 'quiet'
+        ring.poll(0)
+    finally:
+        ring.close()
+        import os
+        os.close(fd)
+    assert len(got) == 5
+    import ctypes as ct
+    s = layout.Sample.from_buffer_copy(got[0].ljust(ct.sizeof(layout.Sample), b"\0"))
+    fields = describe(s, "r", "i")
+    assert (s.rule_slot, s.ifindex) == (prog.slots["no-ssh"], 1)
+    assert {k: fields[k] for k in ("verdict", "src", "dst", "proto", "sport", "dport", "tcp_flags")} == {
+        "verdict": "drop_rule", "src": SRC_A, "dst": DST, "proto": "tcp", "sport": 40000, "dport": 22,
+        "tcp_flags": "syn"}
