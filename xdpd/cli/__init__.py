@@ -1,4 +1,4 @@
-"""Command line: one small module per verb (run, status, check, plan, reload, ban).
+"""Command line: one small module per verb (run, status, check, plan, reload, ban, top).
 
 The verbs and their options are a contract other tools script against:
 add to them, never rename.
@@ -7,12 +7,24 @@ add to them, never rename.
 from __future__ import annotations
 
 import argparse
+import math
 
 from .. import __version__
 
 DEFAULT_CONFIG_DIR = "/etc/xdpd"
 DEFAULT_PIN_DIR = "/sys/fs/bpf/xdpd"
 DEFAULT_RUNTIME_DIR = "/run/xdpd"
+
+
+def _seconds(text: str) -> float:
+    """``--interval``: a number of seconds, more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,6 +78,15 @@ def parser() -> argparse.ArgumentParser:
     ban_list = ban_sub.add_parser("list", help="show the active bans")
     ban_list.add_argument("--json", action="store_true", help="machine-readable output")
     ban_list.add_argument("--pin-dir", default=DEFAULT_PIN_DIR)
+
+    top = sub.add_parser("top", help="packets, bytes and drops per second per interface, verdict and rule, "
+                                     "live; q quits (works while the daemon is down)")
+    top.add_argument("--pin-dir", default=DEFAULT_PIN_DIR)
+    top.add_argument("--once", action="store_true",
+                     help="print the rates over one interval and exit (also when stdout is not a terminal)")
+    top.add_argument("--interval", type=_seconds, default=1.0, metavar="SECONDS",
+                     help="how far apart the two readings of each rate are, and how often the view "
+                          "refreshes (default: 1)")
     return p
 
 
@@ -86,5 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "ban":
         from . import ban
         return ban.main(args)
+    if args.verb == "top":
+        from . import top
+        return top.main(args)
     from . import check
     return check.main(args)
