@@ -14,6 +14,7 @@ PROMTOOL = /var/cache/xdpd-test/promtool
 
 setup:
 	sh tools/setup-host.sh
+	@command -v tmux >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux; }  # xdpd top's live view is tested in tmux
 	@dpkg-query -W -f='$${Status}' python3-prometheus-client 2>/dev/null | grep -q "install ok installed" \
 	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-prometheus-client; }
 	@[ -x $(PROMTOOL) ] || { set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
