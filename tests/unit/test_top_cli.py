@@ -9,6 +9,7 @@ what it draws, how ``q`` ends it, and that the terminal is put back after
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import pty
 import re
@@ -21,8 +22,11 @@ from typing import Iterator
 
 import pytest
 
+from xdpd.bpfsys import BpfError
 from xdpd.cli import top
+from xdpd.maps import LayoutMismatch
 from xdpd.rates import IfaceReading, RuleReading, Snapshot
+from xdpd.snapshot import NothingPinned
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"
@@ -192,11 +196,35 @@ def test_sigterm_restores_the_terminal_and_exits_143(term, monkeypatch):
 
 
 def test_pins_that_vanish_while_watching_are_said_and_watched_for(term, monkeypatch):
-    from xdpd.snapshot import NothingPinned
-
     readings(monkeypatch, fail_at=2, error=NothingPinned("nothing pinned under /pins"))
     before = term.attrs()
     term.type_later(b"q", 0.5)
     assert run_top(term, monkeypatch, 0.1) == 0
     restored(term, before)
     assert "xdpd: nothing pinned under /pins (is the daemon started? see --pin-dir)" in term.read()
+
+
+@pytest.mark.parametrize("error, code, says", [
+    (NothingPinned("nothing pinned under /pins"), 1, "xdpd: nothing pinned under /pins (is the daemon started?"),
+    (LayoutMismatch("map rules: the kernel says key 4 bytes"), 1, "xdpd top: map rules: the kernel says"),
+    (BpfError(errno.EPERM, "BPF_OBJ_GET /pins/prog: Operation not permitted"), 77, "(run as root)"),
+    (PermissionError(errno.EACCES, "Permission denied"), 77, "(run as root)"),
+    (FileNotFoundError(errno.ENOENT, "No such file"), 1, "the pins changed while being read"),
+])
+def test_why_the_pins_cannot_be_read_and_the_exit_status(monkeypatch, capsys, error, code, says):
+    def fail(pin_dir: str) -> Snapshot:
+        raise error
+
+    monkeypatch.setattr(top, "read_snapshot", fail)
+    assert top.main(argparse.Namespace(pin_dir="/pins", once=True, interval=1.0)) == code
+    out, err = capsys.readouterr()
+    assert out == "" and says in err and err.count("\n") == 1, err
+
+
+def test_an_unexpected_error_is_not_dressed_up(monkeypatch):
+    def fail(pin_dir: str) -> Snapshot:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(top, "read_snapshot", fail)
+    with pytest.raises(OSError, match="Input/output"):
+        top.main(argparse.Namespace(pin_dir="/pins", once=True, interval=1.0))

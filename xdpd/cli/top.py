@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-import shutil
 import signal
 import sys
 import termios
@@ -39,6 +38,14 @@ LEAVE_SCREEN = "\x1b[?25h\x1b[?1049l"
 HOME, CLEAR_EOL, CLEAR_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"
 
 
+class Unreadable(Exception):
+    """The pins cannot be read: one line to show, and the exit status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class Quit(Exception):
     """A signal asked the live view to end; ``code`` is the exit status."""
 
@@ -47,28 +54,21 @@ class Quit(Exception):
         self.code = code
 
 
-def unreadable(pin_dir: str, e: Exception) -> tuple[str, int] | None:
-    """What to say and the exit status when the pins cannot be read; None for an unexpected error."""
-    if isinstance(e, NothingPinned):
-        return f"xdpd: {e} (is the daemon started? see --pin-dir)", EX_REJECTED  # as status says it
-    if isinstance(e, LayoutMismatch):
-        return f"xdpd top: {e}", EX_REJECTED
-    if isinstance(e, OSError) and e.errno in (errno.EPERM, errno.EACCES):
-        return f"xdpd top: {e} (run as root)", EX_NOPERM
-    if isinstance(e, OSError) and e.errno == errno.ENOENT:
-        return f"xdpd top: {e} (the pins changed while being read: a daemon starting?)", EX_REJECTED
-    return None
-
-
-def read(pin_dir: str) -> Snapshot | tuple[str, int]:
-    """A reading, or (message, exit status)."""
+def read(pin_dir: str) -> Snapshot:
+    """A reading; :class:`Unreadable` says why there is none (other errors are bugs: they propagate)."""
     try:
         return read_snapshot(pin_dir)
-    except (NothingPinned, LayoutMismatch, OSError) as e:
-        why = unreadable(pin_dir, e)
-        if why is None:
-            raise
-        return why
+    except NothingPinned as e:
+        raise Unreadable(f"xdpd: {e} (is the daemon started? see --pin-dir)", EX_REJECTED) from None  # as status
+    except LayoutMismatch as e:
+        raise Unreadable(f"xdpd top: {e}", EX_REJECTED) from None
+    except OSError as e:
+        if e.errno in (errno.EPERM, errno.EACCES):
+            raise Unreadable(f"xdpd top: {e} (run as root)", EX_NOPERM) from None
+        if e.errno == errno.ENOENT:  # a map unpinned between finding its directory and opening it
+            raise Unreadable(f"xdpd top: {e} (the pins changed while being read: a daemon starting?)",
+                             EX_REJECTED) from None
+        raise
 
 
 def title(pin_dir: str, interval: float) -> str:
@@ -79,9 +79,6 @@ def once(pin_dir: str, first: Snapshot, interval: float, out: TextIO) -> int:
     """One table of the rates over one interval."""
     time.sleep(max(0.0, first.at + interval - time.monotonic()))
     second = read(pin_dir)
-    if isinstance(second, tuple):
-        print(second[0], file=sys.stderr)
-        return second[1]
     table = rate_rows(first, second)
     print(f"xdpd top: {pin_dir}, rates over {table.seconds:.2f} s", file=out)
     print("\n".join(format_rates(table)), file=out)
@@ -134,7 +131,11 @@ class Screen:
 
     def draw(self, lines: list[str]) -> None:
         """Redraw in place, cut to the terminal so nothing wraps or scrolls."""
-        cols, rows = shutil.get_terminal_size()
+        try:
+            cols, rows = os.get_terminal_size(self.out.fileno())
+        except OSError:
+            cols, rows = 0, 0
+        cols, rows = cols or 80, rows or 24  # a terminal that does not say its size
         shown = [line[: max(1, cols - 1)] for line in lines[:rows]]
         self.out.write(HOME + f"{CLEAR_EOL}\n".join(shown) + CLEAR_EOL + CLEAR_BELOW)
         self.out.flush()
@@ -167,10 +168,11 @@ def live(pin_dir: str, first: Snapshot, interval: float, screen: Screen) -> int:
         while (left := at - time.monotonic()) > 0:
             if any(k in QUIT_KEYS for k in screen.keys(left)):
                 return EX_OK
-        reading = read(pin_dir)
-        if isinstance(reading, tuple):  # the daemon restarting, pins removed: keep watching
+        try:
+            reading = read(pin_dir)
+        except Unreadable as e:  # the daemon restarting, pins removed: keep watching
             previous = None
-            screen.draw(frame(pin_dir, interval, None, reading[0]))
+            screen.draw(frame(pin_dir, interval, None, str(e)))
             continue
         table = rate_rows(previous, reading) if previous is not None else None
         previous = reading
@@ -183,12 +185,13 @@ def _quit_on(signum: int, _frame: object) -> None:
 
 
 def main(args) -> int:
-    first = read(args.pin_dir)
-    if isinstance(first, tuple):
-        print(first[0], file=sys.stderr)
-        return first[1]
-    if args.once or not sys.stdout.isatty():
-        return once(args.pin_dir, first, args.interval, sys.stdout)
+    try:
+        first = read(args.pin_dir)
+        if args.once or not sys.stdout.isatty():
+            return once(args.pin_dir, first, args.interval, sys.stdout)
+    except Unreadable as e:
+        print(e, file=sys.stderr)
+        return e.code
     handlers = {s: signal.signal(s, _quit_on) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         with Screen(sys.stdin, sys.stdout) as screen:
