@@ -116,7 +116,8 @@ def machine(deb) -> Iterator[machine_mod.Machine]:
         t0 = time.monotonic()
         root = rootfs.RunRoot(log, owns=(HOST_PIN_DIR,))
         root.install_deb(deb)
-        root.install_packages(fail2ban.PACKAGES, then=fail2ban.INSTALL_THEN)
+        # curl: the metrics are scraped with it (test_metrics_over_http_and_in_the_textfile).
+        root.install_packages(fail2ban.PACKAGES + ("curl",), then=fail2ban.INSTALL_THEN)
         box = machine_mod.Machine(root, log)
         box.boot()
         log(f"container ready {time.monotonic() - t0:.0f} s after the root file system was requested")
