@@ -6,6 +6,7 @@ Pin layout::
     prog_staged             a freshly compiled program, until the daemon owns it
     maps-<layout id>/NAME   the maps, one directory per binary layout
     bans-v1-<capacity>/     the ban table and its filter (bans, ban_filter)
+    reloads-v1              reloads applied and rejected (:mod:`xdpd.reloadstats`)
 
 The layout id (:func:`xdpd.compiler.layout_id`) hashes the C source and the
 build parameters, so a daemon built with different capacities or an
