@@ -22,6 +22,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from typing import Any, Iterator
 
@@ -180,10 +181,11 @@ def test_once_prints_the_rates_sent_for_the_right_rule_and_interface_daemon_or_n
 
 
 class Tmux:
-    """A tmux server of our own (its own socket), killed at the end."""
+    """A tmux server of our own (its own socket, in a directory of ours), killed and removed at the end."""
 
     def __init__(self) -> None:
-        self.base = ["tmux", "-L", f"xdpdt-top-{os.getpid()}", "-f", "/dev/null"]
+        self.dir = tempfile.mkdtemp(prefix="xdpdt-tmux-")
+        self.base = ["tmux", "-S", os.path.join(self.dir, "socket"), "-f", "/dev/null"]
 
     def __call__(self, *args: str) -> str:
         return subprocess.run([*self.base, *args], check=True, capture_output=True, text=True, timeout=30).stdout
@@ -206,6 +208,7 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
