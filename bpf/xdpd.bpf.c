@@ -690,6 +690,32 @@ static __always_inline u64 all_if_zero(u64 x)
 	return ((x | (0 - x)) >> 63) - 1;
 }
 
+/* Index of the lowest set bit of a nonzero x, in arithmetic only: no
+ * branches (each path would be a constant to the verifier) and nothing a
+ * compiler turns into a table lookup (clang 19 compiles popcount((x & -x) - 1)
+ * into a de Bruijn table in .rodata, which bcc does not load). */
+static __always_inline u32 ctz64_flat(u64 x)
+{
+	u64 n = 0, s;
+	s = all_if_zero(x & 0xffffffffULL) & 32;
+	n += s;
+	x >>= s;
+	s = all_if_zero(x & 0xffff) & 16;
+	n += s;
+	x >>= s;
+	s = all_if_zero(x & 0xff) & 8;
+	n += s;
+	x >>= s;
+	s = all_if_zero(x & 0xf) & 4;
+	n += s;
+	x >>= s;
+	s = all_if_zero(x & 0x3) & 2;
+	n += s;
+	x >>= s;
+	n += all_if_zero(x & 0x1) & 1;
+	return n;
+}
+
 /* OR of the masks of every small-table entry covering the address. */
 static __always_inline struct mask small4_match(const struct small4 *t, u32 a)
 {
@@ -1033,10 +1059,10 @@ static __always_inline u32 walk_matched(struct xdp_md *ctx, struct state *st)
 		 * body below would be verified once for every rule index. */
 		u32 bit;
 		if (b0) {
-			bit = __builtin_popcountll((b0 & -b0) - 1);
+			bit = ctz64_flat(b0);
 			b0 &= b0 - 1;
 		} else if (b1) {
-			bit = 64 + __builtin_popcountll((b1 & -b1) - 1);
+			bit = 64 + ctz64_flat(b1);
 			b1 &= b1 - 1;
 		} else {
 			break;
