@@ -88,9 +88,12 @@ def deb() -> str:
     return debs[0]
 
 
-@pytest.fixture(scope="module")
-def machine(deb) -> Iterator[machine_mod.Machine]:
-    """A booted container with the .deb installed by apt; torn down whatever happens."""
+@pytest.fixture(scope="module", params=rootfs.SUITES)
+def machine(request, deb) -> Iterator[machine_mod.Machine]:
+    """A booted container of each release in :data:`rootfs.SUITES` (every test runs on
+    each: ``test_x[bookworm]``, ``test_x[trixie]``; ``-k trixie`` picks one), with the .deb
+    installed by apt; torn down whatever happens, before the next release's boots."""
+    suite = request.param
     lock = open(LOCK_PATH, "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -114,13 +117,13 @@ def machine(deb) -> Iterator[machine_mod.Machine]:
                         f"runs on this host, remove it: rm -rf {HOST_PIN_DIR}", pytrace=False)
         pins_ours = True  # absent now, and we hold the lock: whatever appears there is the container's
         t0 = time.monotonic()
-        root = rootfs.RunRoot(log, owns=(HOST_PIN_DIR,))
+        root = rootfs.RunRoot(suite, log, owns=(HOST_PIN_DIR,))
         root.install_deb(deb)
         # curl: the metrics are scraped with it (test_metrics_over_http_and_in_the_textfile).
         root.install_packages(fail2ban.PACKAGES + ("curl",), then=fail2ban.INSTALL_THEN)
         box = machine_mod.Machine(root, log)
         box.boot()
-        log(f"container ready {time.monotonic() - t0:.0f} s after the root file system was requested")
+        log(f"{suite} container ready {time.monotonic() - t0:.0f} s after the root file system was requested")
         yield box
     finally:
         try:

@@ -1,25 +1,30 @@
 """Debian root filesystems for the end-to-end test: a cached base, a fresh copy per run.
 
-The base is ``debootstrap --variant=minbase bookworm`` plus systemd and the
-few tools the test drives (iproute2, ping), with apt's package lists already
-fetched.  It is built once into ``<cache>/bookworm-<key>.partial`` and only
-renamed to ``<cache>/bookworm-<key>`` after every step succeeded, with a
+One base per release in :data:`SUITES` (Debian 12 "bookworm" and Debian 13
+"trixie"): ``debootstrap --variant=minbase SUITE`` plus systemd and the few
+tools the test drives (iproute2, ping), with apt's package lists already
+fetched.  Each is built once into ``<cache>/SUITE-<key>.partial`` and only
+renamed to ``<cache>/SUITE-<key>`` after every step succeeded, with a
 stamp file naming the key inside: a debootstrap that died half-way is never
-reused, and a change of the recipe (a new key) builds a new base.
+reused, and a change of the recipe (a new key) builds a new base of that
+release only.  The host's debootstrap must know the suite: Debian 12's
+(1.0.128+nmu2) and Debian 13's both have ``scripts/bookworm`` and
+``scripts/trixie``, links to ``sid`` as for every Debian release.
 
 Each run copies the base to ``/var/tmp/xdpdt-e2e-XXXX/rootfs`` and installs the
 package under test with ``apt-get install ./xdpd_*.deb``, so apt resolves the
 package's real dependencies, then, in an apt call of their own, the Debian
 packages the test uses beside it (fail2ban): the base and its cache key stay
 as they are.  Downloaded ``.deb`` files are kept in
-``<cache>/archives`` (bind-mounted as the root's apt archive), so a warm run
-needs no network.  Every chroot step runs in a private mount namespace
+``<cache>/archives`` (bind-mounted as the root's apt archive; one for both
+releases, as a file's name carries its version), so a warm run needs no
+network.  Every chroot step runs in a private mount namespace
 (``unshare --mount``): its /proc, /dev and bind mounts disappear with the
 process, even if the test is killed, and never show up on the host.
 
 No pytest in here; ``tools``-style use from a shell works too::
 
-    /usr/bin/python3 tests/e2e/rootfs.py     # build (or validate) the cached base
+    /usr/bin/python3 tests/e2e/rootfs.py [SUITE...]   # build (or validate) the cached bases
 """
 
 from __future__ import annotations
@@ -39,9 +44,11 @@ from typing import Callable, Iterator
 CACHE_ROOT = os.environ.get("XDPD_E2E_CACHE", "/var/cache/xdpd-e2e")
 RUN_PARENT = "/var/tmp"
 RUN_PREFIX = "xdpdt-e2e-"
-SUITE = "bookworm"
+SUITES = ("bookworm", "trixie")
+"""Debian 12 and Debian 13: every end-to-end test runs on each."""
 MIRROR = os.environ.get("XDPD_E2E_MIRROR", "http://deb.debian.org/debian")
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "iproute2", "iputils-ping", "procps")
+"""The same names on both releases."""
 RECIPE_VERSION = 1
 """Bump when the base recipe below changes in a way the key would not see."""
 
@@ -56,20 +63,20 @@ def _stderr_log(msg: str) -> None:
     print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def base_key() -> str:
-    recipe = {"v": RECIPE_VERSION, "suite": SUITE, "mirror": MIRROR, "packages": BASE_PACKAGES,
+def base_key(suite: str) -> str:
+    recipe = {"v": RECIPE_VERSION, "suite": suite, "mirror": MIRROR, "packages": BASE_PACKAGES,
               "arch": os.uname().machine}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def base_dir() -> str:
-    return os.path.join(CACHE_ROOT, f"{SUITE}-{base_key()}")
+def base_dir(suite: str) -> str:
+    return os.path.join(CACHE_ROOT, f"{suite}-{base_key(suite)}")
 
 
-def _is_valid(path: str) -> bool:
+def _is_valid(path: str, suite: str) -> bool:
     try:
         with open(os.path.join(path, STAMP)) as f:
-            return f.read().strip() == base_key()
+            return f.read().strip() == base_key(suite)
     except OSError:
         return False
 
@@ -108,37 +115,43 @@ def in_chroot(root: str, script: str, what: str, timeout: float = 900,
                 what, timeout, env=APT_ENV)
 
 
-def ensure_base(log: Log = _stderr_log) -> str:
-    """The cached base root filesystem, built first if missing or invalid."""
+def ensure_base(suite: str, log: Log = _stderr_log) -> str:
+    """The cached base root filesystem of ``suite``, built first if missing or invalid."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}: one of {', '.join(SUITES)}")
+    # One lock for every suite: the sweep below removes any half-built base.
     with _locked(".base.lock"):
-        path = base_dir()
-        if _is_valid(path):
+        path = base_dir(suite)
+        if _is_valid(path, suite):
             return path
         if shutil.which("debootstrap") is None:
             raise RuntimeError("debootstrap is missing: run make setup")
-        for old in os.listdir(CACHE_ROOT):  # other keys, half-built bases
-            if old.startswith(f"{SUITE}-") and os.path.join(CACHE_ROOT, old) != path or old.endswith(".partial"):
+        if not os.path.exists(f"/usr/share/debootstrap/scripts/{suite}"):
+            raise RuntimeError(f"this host's debootstrap does not know {suite}: install a newer "
+                               "debootstrap (Debian 12's and 13's know bookworm and trixie)")
+        for old in os.listdir(CACHE_ROOT):  # other keys of this suite, half-built bases
+            if old.startswith(f"{suite}-") and os.path.join(CACHE_ROOT, old) != path or old.endswith(".partial"):
                 log(f"removing stale cache entry {old}")
                 remove_tree(os.path.join(CACHE_ROOT, old))
         remove_tree(path)
         partial = path + ".partial"
         t0 = time.monotonic()
-        log(f"building the {SUITE} base in {partial} (first run only; needs {MIRROR})")
+        log(f"building the {suite} base in {partial} (first run only; needs {MIRROR})")
         # In a private mount namespace: the /proc and /sys debootstrap mounts
         # in the target vanish with it, even if it is killed half-way.
         _run(["unshare", "--mount", "--propagation", "private", "--",
               "debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-              SUITE, partial, MIRROR], "debootstrap", timeout=1800, env=APT_ENV)
+              suite, partial, MIRROR], "debootstrap", timeout=1800, env=APT_ENV)
         with open(os.path.join(partial, "etc/apt/sources.list"), "w") as f:
-            f.write(f"deb {MIRROR} {SUITE} main\n")
+            f.write(f"deb {MIRROR} {suite} main\n")
         shutil.copyfile("/etc/resolv.conf", os.path.join(partial, "etc/resolv.conf"))
         # No getty on the container console; the test enters with nsenter.
         in_chroot(partial, "apt-get update -q && apt-get clean && systemctl mask console-getty.service "
                            "getty@.service systemd-networkd-wait-online.service", "apt-get update (base)")
         with open(os.path.join(partial, STAMP), "w") as f:
-            f.write(base_key() + "\n")
+            f.write(base_key(suite) + "\n")
         os.rename(partial, path)
-        log(f"base ready in {time.monotonic() - t0:.0f} s: {path}")
+        log(f"{suite} base ready in {time.monotonic() - t0:.0f} s: {path}")
         return path
 
 
@@ -154,17 +167,19 @@ def _mounts_under(path: str) -> list[str]:
 
 
 class RunRoot:
-    """A fresh copy of the base: ``/var/tmp/xdpdt-e2e-XXXX/rootfs``; :meth:`remove` always.
+    """A fresh copy of a release's base: ``/var/tmp/xdpdt-e2e-XXXX/rootfs``; :meth:`remove` always.
 
     ``/var/tmp/xdpdt-e2e-XXXX/owner`` records this process (pid and start
     time), so :func:`stale_run_dirs` can tell the leftovers of a killed run from
     a run still going on.
     """
 
-    def __init__(self, log: Log = _stderr_log, owns: tuple[str, ...] = ()) -> None:
-        """``owns``: host paths this run creates and a sweep may remove if the run is killed."""
+    def __init__(self, suite: str, log: Log = _stderr_log, owns: tuple[str, ...] = ()) -> None:
+        """``suite``: one of :data:`SUITES`; ``owns``: host paths this run creates and a sweep
+        may remove if the run is killed."""
+        self.suite = suite
         self.log = log
-        base = ensure_base(log)
+        base = ensure_base(suite, log)
         # The name is also the container's machine name: hex only (mkdtemp's
         # suffix may hold "_", which machine names may not).
         while True:
@@ -184,7 +199,7 @@ class RunRoot:
         except BaseException:
             remove_tree(self.dir)
             raise
-        self.log(f"copied the base to {self.path} in {time.monotonic() - t0:.1f} s")
+        self.log(f"copied the {suite} base to {self.path} in {time.monotonic() - t0:.1f} s")
 
     def install_deb(self, deb: str) -> str:
         """``apt-get install ./xdpd_*.deb`` in the root, services not started; returns apt's output."""
@@ -285,4 +300,5 @@ def stale_run_dirs() -> list[str]:
 
 
 if __name__ == "__main__":
-    print(ensure_base())
+    for name in sys.argv[1:] or SUITES:
+        print(ensure_base(name))

@@ -1,6 +1,8 @@
-"""The .deb on a fresh Debian 12 under a real systemd, as an operator uses it.
+"""The .deb on a fresh Debian 12 and a fresh Debian 13 under a real systemd, as an operator uses it.
 
-One container for the module; the tests are the steps of one story and run
+One container per release for the module (the ``machine`` fixture is
+parametrized by release, so every test runs on each: ``test_x[bookworm]``,
+then ``test_x[trixie]``); the tests are the steps of one story and run
 in file order: install (by apt, resolving the package's dependencies), boot
 (the unit is enabled and starts with the shipped config, which attaches
 nothing), configure and start, traffic, journal fields, edit the config
