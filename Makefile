@@ -6,10 +6,11 @@ export PYTHONDONTWRITEBYTECODE = 1
 
 # Beside tools/setup-host.sh's list, for the metrics (issue 11): Debian's
 # Prometheus client library (a dependency of the package), and promtool, which
-# the tests run on the scraped text.  promtool comes only inside Debian's
-# prometheus package, whose server a test machine has no use for (on a
-# machine booted with systemd, installing it starts one on port 9090), so
-# promtool alone is taken out of that package into $(PROMTOOL).
+# the tests run on the scraped text.  On Debian 12 promtool comes only inside
+# Debian's prometheus package, whose server a test machine has no use for (on
+# a machine booted with systemd, installing it starts one on port 9090), so
+# promtool alone is taken out of that package into $(PROMTOOL); Debian 13
+# has a promtool package of its own, taken apart the same way.
 PROMTOOL = /var/cache/xdpd-test/promtool
 
 setup:
@@ -18,12 +19,12 @@ setup:
 	@dpkg-query -W -f='$${Status}' python3-prometheus-client 2>/dev/null | grep -q "install ok installed" \
 	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-prometheus-client; }
 	@[ -x $(PROMTOOL) ] || { set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	    get="apt-get download -q -o APT::Sandbox::User=root prometheus"; \
-	    (cd "$$tmp" && { $$get || { apt-get update -q && $$get; }; }) >/dev/null; \
-	    mkdir -p $(dir $(PROMTOOL)); \
-	    dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -xOf - ./usr/bin/promtool > $(PROMTOOL).new; \
+	    get='for p in promtool prometheus; do apt-get download -q -o APT::Sandbox::User=root $$p 2>/dev/null && exit; done; exit 1'; \
+	    (cd "$$tmp" && { sh -c "$$get" || { apt-get update -q && sh -c "$$get"; }; }) >/dev/null; \
+	    mkdir -p $(dir $(PROMTOOL)); deb=$$(ls "$$tmp"/*.deb); \
+	    dpkg-deb --fsys-tarfile "$$deb" | tar -xOf - ./usr/bin/promtool > $(PROMTOOL).new; \
 	    chmod 755 $(PROMTOOL).new; mv $(PROMTOOL).new $(PROMTOOL); \
-	    echo "setup: $(PROMTOOL), from Debian's prometheus package ($$($(PROMTOOL) --version 2>&1 | head -n 1))"; }
+	    echo "setup: $(PROMTOOL), from Debian's $${deb##*/} ($$($(PROMTOOL) --version 2>&1 | head -n 1))"; }
 
 # Everything: unit tests (no root needed), real-kernel tests and the
 # end-to-end test of the .deb under systemd (tests/e2e, also: make e2e).
@@ -37,8 +38,9 @@ kernel: setup
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/kernel
 
 # The .deb under a real systemd in a container: build, install, start,
-# traffic, journal, reload, stop, purge.  The first run debootstraps a base
-# (cached in /var/cache/xdpd-e2e).
+# traffic, journal, reload, stop, purge; on Debian 12 and on Debian 13 (one
+# container each, -k bookworm or -k trixie picks one).  The first run
+# debootstraps a base per release (cached in /var/cache/xdpd-e2e).
 e2e: setup
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
