@@ -70,6 +70,25 @@ class _MapInfo(ct.Structure):
     ]
 
 
+class _LinkCreateOpts(ct.Structure):
+    # The head of struct bpf_link_create_opts: libbpf reads what ``sz`` covers
+    # and takes zero for the rest (the per-type unions XDP does not use).
+    _fields_ = [("sz", ct.c_size_t), ("flags", ct.c_uint32), ("_pad", ct.c_uint32)]
+
+
+class _LinkInfo(ct.Structure):
+    # struct bpf_link_info: type, id, prog_id, then a union whose first
+    # member is 8-byte aligned; for XDP links it starts with the ifindex.
+    _fields_ = [
+        ("type", ct.c_uint32),
+        ("id", ct.c_uint32),
+        ("prog_id", ct.c_uint32),
+        ("_pad", ct.c_uint32),
+        ("ifindex", ct.c_uint32),
+        ("_rest", ct.c_uint8 * 44),
+    ]
+
+
 _LIBBPF: ct.CDLL | None = None
 
 
@@ -99,6 +118,10 @@ def _libbpf() -> ct.CDLL:
         lib.bpf_prog_get_fd_by_id.argtypes = [ct.c_uint32]
         lib.bpf_map_get_fd_by_id.argtypes = [ct.c_uint32]
         lib.bpf_map_create.argtypes = [ct.c_int, ct.c_char_p, ct.c_uint32, ct.c_uint32, ct.c_uint32, ct.c_void_p]
+        lib.bpf_link_create.argtypes = [ct.c_int, ct.c_int, ct.c_int, ct.POINTER(_LinkCreateOpts)]
+        lib.bpf_link_update.argtypes = [ct.c_int, ct.c_int, ct.c_void_p]
+        lib.bpf_link_detach.argtypes = [ct.c_int]
+        lib.bpf_link_get_fd_by_id.argtypes = [ct.c_uint32]
         lib.bpf_prog_test_run_opts.argtypes = [ct.c_int, ct.POINTER(_TestRunOpts)]
         lib.libbpf_num_possible_cpus.argtypes = []
         lib.ring_buffer__new.argtypes = [ct.c_int, _RINGBUF_CB, ct.c_void_p, ct.c_void_p]
@@ -179,6 +202,7 @@ def map_fd_by_id(map_id: int) -> int:
     return _check(_libbpf().bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}")
 
 
+BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
 
 
@@ -403,6 +427,52 @@ class Map:
                     return
                 _check(ret, f"batch lookup in {self.name}")
             batch_in = ct.byref(cursor)
+
+
+BPF_XDP = 37
+"""``enum bpf_attach_type``: an XDP program attached to a device through a bpf_link (kernel 5.9)."""
+BPF_LINK_TYPE_XDP = 6
+
+
+def link_create(prog_fd: int, ifindex: int, attach_type: int, flags: int = 0) -> int:
+    """BPF_LINK_CREATE; returns the link's fd (caller closes; closing the
+    last reference, fd or pin, detaches).  For ``BPF_XDP`` the target is an
+    ifindex of the caller's network namespace and ``flags`` are XDP flags."""
+    opts = _LinkCreateOpts(sz=ct.sizeof(_LinkCreateOpts), flags=flags)
+    return _check(_libbpf().bpf_link_create(prog_fd, ifindex, attach_type, ct.byref(opts)),
+                  f"creating a bpf_link for ifindex {ifindex}")
+
+
+def link_update(link_fd: int, prog_fd: int) -> None:
+    """BPF_LINK_UPDATE: swap the link's program in one step (no gap)."""
+    _check(_libbpf().bpf_link_update(link_fd, prog_fd, None), "updating a bpf_link's program")
+
+
+def link_detach(link_fd: int) -> None:
+    """BPF_LINK_DETACH: detach now, whoever else holds the link (it stays, defunct)."""
+    _check(_libbpf().bpf_link_detach(link_fd), "detaching a bpf_link")
+
+
+def link_fd_by_id(link_id: int) -> int:
+    """A new fd for the link with this id (caller closes)."""
+    return _check(_libbpf().bpf_link_get_fd_by_id(link_id), f"opening bpf_link id {link_id}")
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    id: int
+    type: int
+    prog_id: int
+    ifindex: int
+    """For an XDP link: the device it is attached to, 0 once it is defunct
+    (the device was deleted, or someone detached the link)."""
+
+
+def link_info(fd: int) -> LinkInfo:
+    info = _LinkInfo()
+    size = ct.c_uint32(ct.sizeof(info))
+    _check(_libbpf().bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size)), "reading bpf_link info")
+    return LinkInfo(info.id, info.type, info.prog_id, info.ifindex if info.type == BPF_LINK_TYPE_XDP else 0)
 
 
 def prog_test_run(prog_fd: int, frame: bytes, repeat: int = 1) -> tuple[int, int]:
