@@ -41,13 +41,19 @@ class Slots(Protocol):
 
 
 class Links(Protocol):
-    """XDP attachments of our program (:class:`xdpd.links.XdpLinks`)."""
+    """XDP attachments of our program (:class:`xdpd.links.XdpLinks`).
+
+    How an attachment is made (a pinned bpf_link, or netlink where the
+    kernel has no XDP links) is theirs to decide; the plan only says what.
+    """
 
     def attach(self, link: LinkXdp, mode: str) -> tuple[str, str | None]: ...
 
     def detach(self, link: LinkXdp) -> None: ...
 
     def restore(self, before: LinkXdp) -> None: ...
+
+    def unpin(self, pin: str) -> None: ...
 
 
 class ExecuteFailed(Exception):
@@ -65,6 +71,10 @@ class Outcome:
     repaired: dict[str, str] = field(default_factory=dict)
     """Interface -> why it needed an attach although a daemon had attached it before."""
     warnings: list[str] = field(default_factory=list)
+    unpinned: list[str] = field(default_factory=list)
+    """Pins of defunct links removed."""
+    unpin_failed: list[str] = field(default_factory=list)
+    """Why a defunct pin could not be removed (it stays; the next pass tries again)."""
 
 
 class Executor:
@@ -99,13 +109,28 @@ class Executor:
             undo_errors = self._undo(done, plan.previous if wrote else None)
             raise ExecuteFailed(f"{e}; rolled back" + (f" (undo incomplete: {'; '.join(undo_errors)})"
                                                        if undo_errors else "")) from e
+        outcome.unpinned, outcome.unpin_failed = self._unpin(plan.unpin)
         return outcome
 
-    def detach(self, ops: tuple[LinkOp, ...]) -> list[str]:
-        """Carry out detach operations (see :func:`xdpd.plan.detach_ops`); no rollback on stop."""
+    def detach(self, ops: tuple[LinkOp, ...], unpin: tuple[str, ...] = ()) -> list[str]:
+        """Carry out detach operations (see :func:`xdpd.plan.detach_ops`) and remove
+        defunct pins; no rollback on stop."""
         for op in ops:
             self.links.detach(op.link)
+        self._unpin(unpin)
         return [op.iface for op in ops]
+
+    def _unpin(self, pins: tuple[str, ...]) -> tuple[list[str], list[str]]:
+        """Tidying, after the kernel said yes to everything: a pin that cannot go is
+        reported, not a reason to roll back.  Returns (unpinned, problems)."""
+        done, problems = [], []
+        for pin in pins:
+            try:
+                self.links.unpin(pin)
+                done.append(pin)
+            except OSError as e:
+                problems.append(f"unpinning defunct link {pin}: {e}")
+        return done, problems
 
     def _do(self, op: LinkOp, outcome: Outcome) -> None:
         if op.action is LinkAction.DETACH:

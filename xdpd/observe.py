@@ -1,7 +1,8 @@
 """Read everything a reconcile needs from the kernel, once, into an :class:`Observed`.
 
 The first of the three steps (observe, :mod:`xdpd.plan`, :mod:`xdpd.execute`).
-Read-only: every interface's XDP attachment (netlink), what the active bank
+Read-only: every interface's XDP attachment (netlink, and the bpf_link of
+ours holding it), the pins of links left defunct, what the active bank
 holds (known to the bank writer, which read both banks back when it adopted
 the maps), who owns each counter and interface slot, and which attached
 programs are other xdpd programs.
@@ -25,4 +26,5 @@ def observe(datapath: Datapath, links: XdpLinks) -> Observed:
         iface_slots=datapath.maps.iface_slots(),
         xdpd_programs=frozenset(link.prog_id for link in attached.values()
                                 if link.prog_id and link.prog_id != links.prog_id and is_ours(link.prog_id)),
+        defunct_links=links.defunct_links(),
     )

@@ -21,6 +21,9 @@ class LinkXdp:
     ifindex: int
     mode: str | None          # native / generic / offload, None when nothing
     prog_id: int
+    link_id: int = 0
+    """The bpf_link pinned by a daemon of this pin dir that holds the
+    attachment (see :mod:`xdpd.bpflinks`); 0 for a netlink attachment or nothing."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class Observed:
     iface_slots: Mapping[int, IfaceSlot] = field(default_factory=dict)
     xdpd_programs: frozenset[int] = frozenset()
     """Ids of other xdpd programs (older daemons') attached somewhere."""
+    defunct_links: tuple[str, ...] = ()
+    """Pins of bpf_links that hold no attachment any more (the interface was
+    deleted, or someone detached the link): only their pins are left to remove."""
 
     @property
     def managed(self) -> frozenset[str]:

@@ -7,11 +7,19 @@ Pin layout::
     maps-<layout id>/NAME   the maps, one directory per binary layout
     bans-v1-<capacity>/     the ban table and its filter (bans, ban_filter)
     reloads-v1              reloads applied and rejected (:mod:`xdpd.reloadstats`)
+    links/<ifindex>         the bpf_link holding the attachment to that interface
+    repairs-v1              drift repairs and fights per interface (:mod:`xdpd.repairstats`)
 
 The layout id (:func:`xdpd.compiler.layout_id`) hashes the C source and the
 build parameters, so a daemon built with different capacities or an
 upgraded program gets fresh maps instead of misreading old ones, while a
 plain restart adopts the maps (and counters) a previous daemon left pinned.
+
+Links are named by ifindex, not by interface name: bpffs refuses dots in
+names (``eth0.100``), and a rename keeps the ifindex and the link.  The
+pin is what keeps a link (and so the attachment) alive after the daemon
+exits: removing it detaches.  A link whose interface was deleted stays
+pinned, defunct, until the daemon removes it (see :mod:`xdpd.bpflinks`).
 
 Bans are kept apart from the layout's maps: they must outlive upgrades that
 change the program, and are only ever moved (:func:`xdpd.bans.migrate`)
@@ -27,8 +35,14 @@ from pathlib import Path
 from . import bpfsys, layout
 
 PROG = "prog"
+LINKS = "links"
 BANS_PREFIX = "bans-v1-"
 """Ban table directories: the format version, then the capacity."""
+
+
+def links_dir(pin_dir: str) -> str:
+    """Where the bpf_links of a daemon of ``pin_dir`` are pinned, one per interface."""
+    return os.path.join(pin_dir, LINKS)
 
 
 def bans_dir(pin_dir: str, capacity: int) -> str:

@@ -52,6 +52,9 @@ class LinkOp:
     """For a replace: the program attached now is not an xdpd program."""
     repair: bool = False
     """A daemon of this pin dir attached here before: someone detached or replaced it."""
+    recreated: bool = False
+    """For a repair: the interface is another device than the one attached
+    before (deleted and created again), so nobody fought over it."""
 
     @property
     def iface(self) -> str:
@@ -61,7 +64,7 @@ class LinkOp:
     def reason(self) -> str:
         """Why, as an operator reads it."""
         if self.action is LinkAction.ATTACH:
-            return "nothing attached"
+            return "interface re-created" if self.recreated else "nothing attached"
         if self.action is LinkAction.REPLACE:
             kind = "foreign" if self.foreign else "xdpd"
             return f"replace {kind} program {self.link.prog_id}"
@@ -86,6 +89,8 @@ class Plan:
     2. Carry out ``links`` in order.
     3. Record ``rule_slots``, and each configured interface's slot with the
        mode it runs in.
+    4. Remove the pins of defunct links in ``unpin`` (nothing to roll back:
+       they hold no attachment).
     """
 
     image: BankImage
@@ -111,13 +116,16 @@ class Plan:
     """Configured interfaces that do not exist (nothing to do until they appear)."""
     update_rule_slots: bool = False
     """What the maps record beside the rules differs from ``rule_slots``."""
+    unpin: tuple[str, ...] = ()
+    """Pins of defunct bpf_links (:attr:`Observed.defunct_links`) to remove
+    once everything else succeeded; each still holds an old program in memory."""
 
     @property
     def addresses(self) -> int:
         return self.image.address_count()
 
     def __bool__(self) -> bool:
-        return self.write or bool(self.links) or self.update_rule_slots
+        return self.write or bool(self.links) or self.update_rule_slots or bool(self.unpin)
 
     def lines(self) -> list[str]:
         """The plan as an operator reads it, one change per line."""
@@ -131,6 +139,8 @@ class Plan:
             out.append(f"addresses: +{r.addresses_added:,} -{r.addresses_removed:,}")
         if self.write and not out:
             out.append("update interface settings or match tables")
+        out += [f"unpin defunct XDP link links/{pin} (its interface is gone or it was detached)"
+                for pin in self.unpin]
         out += [f"interface {n} is configured but does not exist: nothing to attach" for n in self.missing]
         return out
 
@@ -205,12 +215,14 @@ def plan(config: Config, observed: Observed, cache: ImageCache | None = None) ->
         links=_link_ops(config, observed),
         missing=tuple(i.name for i in config.interfaces if i.name not in present),
         update_rule_slots=dict(observed.rule_slots) != rule_slots,
+        unpin=observed.defunct_links,
     )
 
 
 def _link_ops(config: Config, observed: Observed) -> tuple[LinkOp, ...]:
     ours = observed.xdpd_programs | {observed.prog_id}
     managed = observed.managed
+    was = {s.name: s.ifindex for s in observed.iface_slots.values()}
     ops: list[LinkOp] = []
     for iface in config.interfaces:
         link = observed.links.get(iface.name)
@@ -223,11 +235,12 @@ def _link_ops(config: Config, observed: Observed) -> tuple[LinkOp, ...]:
             ops.append(LinkOp(LinkAction.CHANGE_MODE, link, mode))
             continue
         repair = iface.name in managed
+        recreated = repair and was[iface.name] != link.ifindex
         if not link.prog_id:
-            ops.append(LinkOp(LinkAction.ATTACH, link, mode, repair=repair))
+            ops.append(LinkOp(LinkAction.ATTACH, link, mode, repair=repair, recreated=recreated))
         else:
             ops.append(LinkOp(LinkAction.REPLACE, link, mode, foreign=link.prog_id not in ours,
-                              repair=repair))
+                              repair=repair, recreated=recreated))
     for name in sorted(managed):
         link = observed.links.get(name)
         if config.interface(name) is None and link is not None and link.prog_id in ours:

@@ -2,10 +2,16 @@
 
 It implements what :class:`xdpd.execute.Executor` needs (``apply``,
 ``write_rule_slots``, ``write_iface_slots``, ``attach``, ``detach``,
-``restore``) and can :meth:`observe` itself like :func:`xdpd.observe.observe`
-does the real kernel, so unit tests run observe -> plan -> execute without
-root.  ``fail_at = N`` makes the N-th operation raise ``OSError``, to drive
-the executor through a failure at every step.
+``restore``, ``unpin``) and can :meth:`observe` itself like
+:func:`xdpd.observe.observe` does the real kernel, so unit tests run
+observe -> plan -> execute without root.  ``fail_at = N`` makes the N-th
+operation raise ``OSError``, to drive the executor through a failure at
+every step.
+
+Attachments are made as :class:`xdpd.links.XdpLinks` makes them: through a
+pinned bpf_link (a new link id per attach, kept by a swap in the same
+mode), or with ``bpf_links = False`` as netlink attachments (link id 0).
+``defunct`` holds the pins of links whose interface went away.
 """
 
 from __future__ import annotations
@@ -31,10 +37,14 @@ class FakeKernel:
     fail_at: int | None = None
     calls: list[str] = field(default_factory=list)
     zeroed: set[tuple[str, int]] = field(default_factory=set)
+    bpf_links: bool = True
+    defunct: list[str] = field(default_factory=list)
+    next_link_id: int = 100
 
     def observe(self) -> Observed:
         return Observed(links=dict(self.links), prog_id=PROG_ID, active=self.active,
-                        rule_slots=dict(self.rule_slots), iface_slots=dict(self.iface_slots))
+                        rule_slots=dict(self.rule_slots), iface_slots=dict(self.iface_slots),
+                        defunct_links=tuple(self.defunct))
 
     def _step(self, what: str) -> None:
         self.calls.append(what)
@@ -66,8 +76,16 @@ class FakeKernel:
             if mode == "generic":
                 warning = f"native XDP unavailable on {link.name}; using generic mode"
         now = self.links[link.name]
-        self.links[link.name] = LinkXdp(now.name, now.ifindex, mode, PROG_ID)
+        link_id = 0
+        if self.bpf_links:
+            # A swap in the same mode keeps the link; anything else is a new one.
+            link_id = now.link_id if now.link_id and now.mode == mode else self._new_link_id()
+        self.links[link.name] = LinkXdp(now.name, now.ifindex, mode, PROG_ID, link_id)
         return mode, warning
+
+    def _new_link_id(self) -> int:
+        self.next_link_id += 1
+        return self.next_link_id
 
     def detach(self, link: LinkXdp) -> None:
         self._step(f"detach {link.name}")
@@ -77,3 +95,7 @@ class FakeKernel:
     def restore(self, before: LinkXdp) -> None:
         self._step(f"restore {before.name}")
         self.links[before.name] = before
+
+    def unpin(self, pin: str) -> None:
+        self._step(f"unpin {pin}")
+        self.defunct.remove(pin)

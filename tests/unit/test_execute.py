@@ -104,3 +104,38 @@ def test_stop_detaches_only_what_a_daemon_of_this_pin_dir_attached():
     ops = detach_ops(kernel.observe())
     assert Executor(kernel, kernel, kernel).detach(ops) == ["eth1", "eth2"]
     assert kernel.links["eth4"].prog_id == FOREIGN
+
+
+def test_attachments_are_links_and_a_swap_keeps_the_link():
+    kernel = bed()
+    first = {name: link.link_id for name, link in kernel.links.items() if link.prog_id == PROG_ID}
+    assert all(first.values()) and len(set(first.values())) == len(first)
+    kernel.links["eth1"] = LinkXdp("eth1", 2, "native", 7, first["eth1"])   # an older xdpd's program in our link
+    outcome = enforce(kernel, OLD)
+    assert outcome.attached == {"eth1": "native"}
+    assert kernel.links["eth1"].link_id == first["eth1"]                     # updated in place, not re-created
+
+
+def test_defunct_links_are_unpinned_only_after_the_rest_succeeded():
+    kernel = bed()
+    kernel.defunct = ["7"]
+    kernel.links["eth1"] = LinkXdp("eth1", 2, None, 0)                       # its link was forced off
+    kernel.fail_at = 1                                                       # the attach fails
+    with pytest.raises(ExecuteFailed):
+        enforce(kernel, OLD)
+    assert kernel.defunct == ["7"]
+    kernel.fail_at = None
+    kernel.calls.clear()
+    outcome = enforce(kernel, OLD)
+    assert outcome.unpinned == ["7"] and kernel.defunct == []
+    assert kernel.calls == ["attach eth1", "write_iface_slots", "unpin 7"]
+
+
+def test_a_pin_that_cannot_be_removed_is_reported_not_rolled_back():
+    kernel = bed()
+    kernel.defunct = ["7"]
+    kernel.fail_at = 2                                                       # write_iface_slots, then unpin
+    outcome = enforce(kernel, OLD)
+    assert outcome.unpinned == [] and outcome.unpin_failed == [
+        "unpinning defunct link 7: [Errno 5] injected failure at step 2 (unpin 7)"]
+    assert kernel.links["eth1"].prog_id == PROG_ID

@@ -86,6 +86,27 @@ def test_foreign_and_older_programs_on_configured_interfaces_are_replaced():
     assert not p.write
 
 
+def test_a_repair_on_a_recreated_interface_says_so():
+    """Same name, another ifindex: the interface was deleted and created again, nobody fought
+    over it (the daemon's repair rate limit leaves such repairs alone)."""
+    config = parse_config_text(BASE, "t.yaml")
+    observed = enforced(BASE, links(eth1=(None, 0), eth2=("generic", OURS)))
+    moved = {**observed.links, "eth1": LinkXdp("eth1", 42, None, 0)}
+    same = plan(config, observed).links
+    again = plan(config, Observed(links=moved, prog_id=OURS, active=observed.active,
+                                  rule_slots=observed.rule_slots, iface_slots=observed.iface_slots)).links
+    assert [(op.reason, op.repair, op.recreated) for op in same] == [("nothing attached", True, False)]
+    assert [(op.reason, op.repair, op.recreated) for op in again] == [("interface re-created", True, True)]
+
+
+def test_defunct_links_are_unpinned_and_named():
+    config = parse_config_text(BASE, "t.yaml")
+    observed = enforced(BASE, links(eth1=("native", OURS), eth2=("generic", OURS)), defunct_links=("7",))
+    p = plan(config, observed)
+    assert p and p.unpin == ("7",) and not p.links and not p.write
+    assert p.lines() == ["unpin defunct XDP link links/7 (its interface is gone or it was detached)"]
+
+
 def test_detach_only_what_is_ours():
     observed = enforced(BASE, links(eth1=("native", FOREIGN), eth2=("generic", OURS)))
     config = parse_config_text("interfaces: {}\nrules: []\n", "t.yaml")

@@ -47,7 +47,7 @@ def main(args) -> int:
         datapath = Datapath(maps)
         datapath.adopt()
         with IPRoute() as ipr:
-            p = plan(config, observe(datapath, XdpLinks(ipr, prog_fd)))
+            p = plan(config, observe(datapath, XdpLinks(ipr, prog_fd, args.pin_dir)))
     except PlanError as e:
         print(f"xdpd plan: {e}", file=sys.stderr)
         return EX_REJECTED
