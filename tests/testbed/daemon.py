@@ -102,6 +102,8 @@ class XdpdProcess:
         """Every sd_notify datagram received, in order."""
         self.starts = 0
         """How many times :meth:`start` (or :meth:`restart`) ran a daemon."""
+        self.env: dict[str, str] = {}
+        """More environment for the daemon, set before :meth:`start` (``XDPD_ATTACH``, ``WATCHDOG_USEC``)."""
         self._stderr_mark = 0
         self.write_config(config_yaml)
 
@@ -147,12 +149,14 @@ class XdpdProcess:
 
         A service manager's own variables (watchdog, journal stream) are
         left out: they are addressed to the process that runs the tests.
+        :attr:`env` comes last.
         """
         env = {k: v for k, v in os.environ.items()
                if k not in ("WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "INVOCATION_ID")}
         env.update({"NOTIFY_SOCKET": self.notify_path, "PYTHONDONTWRITEBYTECODE": "1",
                     "XDPD_LOG_TARGET": "console",  # stderr is what the tests read, even under a CI service
                     "PYTHONPATH": pythonpath()})
+        env.update(self.env)
         return env
 
     def command(self) -> list[str]:

@@ -1,13 +1,15 @@
 """XDP on a test bed's interfaces as the kernel reports it: which mode, which program, every change.
 
-``ip -d -j link`` answers what is attached now; :class:`XdpMonitor` listens
-to rtnetlink and records every attach, replace and detach, so a test can
-prove an interface was never without its program.
+``ip -d -j link`` answers what is attached now; :func:`xdp_link_id` which
+bpf_link holds it (xdpd attaches through pinned links); :class:`XdpMonitor`
+records every attach, replace and detach, so a test can prove an interface
+was never without its program.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import select
 import subprocess
 import threading
@@ -45,21 +47,67 @@ def xdp_prog_id(ns: str, ifname: str) -> int:
     return int(prog_id or 0)
 
 
+def xdp_link_id(ns: str, ifname: str) -> int:
+    """The id of the bpf_link holding ``ifname``'s XDP program in ``ns``, 0 when it is a netlink attachment or none.
+
+    bpftool lists XDP links with their program but not their device, so the
+    candidates (links of the program attached there) are told apart by the
+    ifindex in each link's own info.  The program id makes that unambiguous
+    across namespaces: it is the one attached to this device.
+    """
+    from xdpd import bpfsys
+
+    prog_id = xdp_prog_id(ns, ifname)
+    if not prog_id:
+        return 0
+    ifindex = int(json.loads(subprocess.run(["ip", "-n", ns, "-j", "link", "show", "dev", ifname],
+                                            capture_output=True, text=True, check=True,
+                                            timeout=30).stdout)[0]["ifindex"])
+    links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True, text=True,
+                                      check=True, timeout=30).stdout or "[]")
+    for link in links:
+        if link.get("type") != "xdp" or link.get("prog_id") != prog_id:
+            continue
+        try:
+            fd = bpfsys.link_fd_by_id(link["id"])
+        except OSError:
+            continue  # released meanwhile
+        try:
+            if bpfsys.link_info(fd).ifindex == ifindex:
+                return int(link["id"])
+        finally:
+            os.close(fd)
+    return 0
+
+
 def detach_xdp(ns: str, ifname: str) -> None:
-    """Remove any XDP program from ``ifname`` in ``ns`` (both modes; quiet if none)."""
+    """Remove any XDP program from ``ifname`` in ``ns`` (both modes, netlink attachment or bpf_link; quiet if none).
+
+    A bpf_link is detached by force (BPF_LINK_DETACH, what ``bpftool link
+    detach`` does): the kernel refuses ``ip link set ... xdp off`` while one
+    holds the interface.
+    """
     for kind in ("xdp", "xdpgeneric"):
         subprocess.run(["ip", "-n", ns, "link", "set", "dev", ifname, kind, "off"],
                        capture_output=True, text=True, timeout=30)
+    link_id = xdp_link_id(ns, ifname)
+    if link_id:
+        subprocess.run(["bpftool", "link", "detach", "id", str(link_id)], capture_output=True, text=True,
+                       timeout=30)
 
 
 class XdpMonitor:
-    """Every XDP change of one interface, as the kernel announces it, from a netlink listener.
+    """Every XDP change of one interface, from a netlink listener and a fast poll.
 
-    The kernel sends an RTM_NEWLINK notification for each XDP attach,
-    replace and detach (rtnetlink's setlink notifies after an IFLA_XDP
-    change), so unlike polling ``ip link`` this misses no detach, however
-    short.  :attr:`events` holds ``(time.monotonic(), kind or None,
-    prog_id)`` for the state after each notification about ``ifname``; the
+    The kernel sends an RTM_NEWLINK notification for each *netlink* XDP
+    attach, replace and detach (rtnetlink's setlink notifies after an
+    IFLA_XDP change), so for those the listener misses no detach, however
+    short.  Changes made through a bpf_link (create, update, forced detach:
+    how xdpd attaches) are announced by no message, so the monitor also asks
+    for the interface every ``poll`` seconds and records any difference:
+    for links it sees every program hand-over, and a detach that lasts
+    longer than the poll interval.  :attr:`events` holds
+    ``(time.monotonic(), kind or None, prog_id)`` for each state seen; the
     first entry is the state when the monitor started.  Kinds are
     ``ip link``'s: ``xdp``, ``xdpgeneric``.
 
@@ -68,8 +116,8 @@ class XdpMonitor:
     Use as a context manager, or call :meth:`stop`.
     """
 
-    def __init__(self, ns: str, ifname: str) -> None:
-        self.ns, self.ifname = ns, ifname
+    def __init__(self, ns: str, ifname: str, poll: float = 0.005) -> None:
+        self.ns, self.ifname, self.poll = ns, ifname, poll
         self.events: list[tuple[float, str | None, int]] = []
         self.error: BaseException | None = None
         self._ready = threading.Event()
@@ -90,6 +138,7 @@ class XdpMonitor:
         try:
             setns_current_thread(self.ns)
             ipr = IPRoute()
+            asker = IPRoute()
         except BaseException as exc:
             self.error = exc
             self._ready.set()
@@ -101,25 +150,26 @@ class XdpMonitor:
             self.events.append((time.monotonic(), xdp_attachment(self.ns, self.ifname),
                                 xdp_prog_id(self.ns, self.ifname)))
             self._ready.set()
+            next_poll = time.monotonic() + self.poll
             while not self._stop.is_set():
-                if not select.select([ipr.fileno()], [], [], 0.05)[0]:
-                    continue
-                for msg in ipr.get():
-                    if msg.get("event") != "RTM_NEWLINK" or msg.get_attr("IFLA_IFNAME") != self.ifname:
-                        continue
-                    xdp = msg.get_attr("IFLA_XDP")
-                    kind, prog = None, 0
-                    if xdp is not None:
-                        kind = _XDP_KINDS.get(xdp.get_attr("IFLA_XDP_ATTACHED"))
-                        prog = xdp.get_attr("IFLA_XDP_PROG_ID") or 0
-                    self.events.append((time.monotonic(), kind, prog))
+                if select.select([ipr.fileno()], [], [], max(0.0, next_poll - time.monotonic()))[0]:
+                    for msg in ipr.get():
+                        if msg.get("event") == "RTM_NEWLINK" and msg.get_attr("IFLA_IFNAME") == self.ifname:
+                            self.events.append((time.monotonic(), *_state(msg)))
+                if time.monotonic() >= next_poll:
+                    [msg] = asker.get_links(ifname=self.ifname)
+                    if _state(msg) != self.events[-1][1:]:
+                        self.events.append((time.monotonic(), *_state(msg)))
+                    next_poll = time.monotonic() + self.poll
         except BaseException as exc:
             self.error = exc
             self._ready.set()
         finally:
             ipr.close()
+            asker.close()
 
     def stop(self) -> "XdpMonitor":
+        """Stop listening (raise in :meth:`gaps` if the listener failed)."""
         self._stop.set()
         self._thread.join(5)
         return self
@@ -143,3 +193,11 @@ class XdpMonitor:
             if prog and (not out or out[-1] != prog):
                 out.append(prog)
         return out
+
+
+def _state(msg) -> tuple[str | None, int]:
+    """(``ip link`` kind or None, program id or 0) of an RTM_NEWLINK message."""
+    xdp = msg.get_attr("IFLA_XDP")
+    if xdp is None:
+        return None, 0
+    return _XDP_KINDS.get(xdp.get_attr("IFLA_XDP_ATTACHED")), xdp.get_attr("IFLA_XDP_PROG_ID") or 0
