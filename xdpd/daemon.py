@@ -13,9 +13,12 @@ Triggers, all of which only set a flag and wake the loop:
 
 * SIGHUP, and a change to the config dir or a list file (:mod:`xdpd.watch`):
   reload the config; an invalid one is rejected and the live state stays;
-* an interface appearing or going away (:mod:`xdpd.linkevents`) and the
-  periodic drift check (``settings.check_interval``): reconcile the current
-  config with the kernel, which re-attaches what someone detached or replaced.
+* an interface appearing or going away or its XDP program changed by
+  someone else (:mod:`xdpd.linkevents`), a pinned link of ours detached
+  (:mod:`xdpd.linkwatch`), and the periodic drift check
+  (``settings.check_interval``): reconcile the current config with the
+  kernel, which re-attaches what someone detached or replaced, at once but
+  no faster than :class:`~xdpd.repairs.RepairLimiter` allows.
 
 Every reload attempt, whatever triggered it, ends in
 ``<runtime dir>/reload.json`` (:mod:`xdpd.reloadstate`), so ``xdpd reload``
@@ -30,7 +33,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import sdnotify
 from pyroute2 import IPRoute
 
 from . import bans, logs, pins, prereq, reloadstate
@@ -42,14 +44,18 @@ from .execute import ExecuteFailed, Executor, Outcome
 from .exitcodes import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE
 from .linkevents import LinkEvent, LinkMonitor
 from .links import XdpLinks
+from .linkwatch import LinkWatch
 from .maps import LayoutMismatch, PinnedMaps
 from .metrics import MetricsCollector, registry
 from .metricsexport import MetricsExport
 from .model import Config
+from .notify import Notifier
 from .observe import observe
 from .pins import pin_program, remove_stale_maps
 from .plan import ImageCache, PlanError, detach_ops, plan
 from .reloadstats import ReloadStats
+from .repairs import REFILL, RepairLimiter
+from .repairstats import RepairStats
 from .samples import SampleLogger
 from .watch import ConfigWatcher
 
@@ -68,9 +74,10 @@ class _Triggers:
     stop: bool = False
     reload: bool = False        # SIGHUP or a file change: re-read the config
     reconcile: bool = False     # link event: re-check the kernel against the config
+    why: str = ""               # what asked for the reconcile (the last one, if several)
     hup: bool = False           # the reload was asked for by SIGHUP
 
-    def set(self, **flags: bool) -> None:
+    def set(self, **flags: bool | str) -> None:
         for name, value in flags.items():
             setattr(self, name, value)
         self.wake.set()
@@ -87,10 +94,14 @@ def build_params(settings) -> BuildParams:
                        max_bans=settings.max_bans)
 
 
-def _status_line(config: Config, outcome: Outcome) -> str:
+def _status_line(config: Config, outcome: Outcome, fighting: list[str] | None = None) -> str:
     ifaces = len(config.interfaces) - len(outcome.plan.missing)
-    return (f"enforcing {len(config.rules)} rules, {outcome.plan.addresses:,} addresses "
+    line = (f"enforcing {len(config.rules)} rules, {outcome.plan.addresses:,} addresses "
             f"on {ifaces} interface(s)")
+    if fighting:
+        line += (f"; FIGHTING over {', '.join(fighting)}: another program keeps replacing xdpd's, "
+                 f"repairs limited to one per {REFILL:g} s")
+    return line
 
 
 class EnforceFailed(Exception):
@@ -102,9 +113,11 @@ class Daemon:
 
     def __init__(self, config: Config, config_dir: str, runtime_dir: str, datapath: Datapath,
                  links: XdpLinks, ban_table: bans.BanTable, cache: ListCache, notifier, log,
-                 triggers: _Triggers, reloads: ReloadStats, metrics: MetricsExport) -> None:
+                 triggers: _Triggers, reloads: ReloadStats, metrics: MetricsExport,
+                 repair_stats: RepairStats) -> None:
         self.config, self.config_dir, self.runtime_dir = config, config_dir, runtime_dir
         self.reloads, self.metrics = reloads, metrics
+        self.repairs, self.repair_stats = RepairLimiter(), repair_stats
         self.datapath, self.links, self.ban_table = datapath, links, ban_table
         self.executor = Executor(datapath, datapath.maps, links)
         self.images = ImageCache()
@@ -119,12 +132,21 @@ class Daemon:
 
     # -- triggers ------------------------------------------------------------
     def on_link(self, event: LinkEvent) -> None:
-        """(Monitor thread.)  A configured interface appeared or went away: reconcile."""
+        """(Monitor thread.)  A configured interface appeared, went away or had its XDP changed: reconcile."""
         if self.config.interface(event.name) is None:
             return  # containers come and go; only ours matter
+        if event.kind == "xdp":
+            if event.prog_id == self.links.prog_id or self.repairs.waiting(event.name):
+                return  # our own attach echoed, or a fight whose next repair is already due later
+            self.triggers.set(reconcile=True, why="xdp change")
+            return
         if event.kind == "del":
             self.log.info("interface_gone", iface=event.name, ifindex=event.ifindex)
-        self.triggers.set(reconcile=True)
+        self.triggers.set(reconcile=True, why="interface change")
+
+    def on_link_lost(self, ifindex: int, link_id: int) -> None:
+        """(Link watch thread.)  A pinned link of ours stopped holding its attachment: reconcile."""
+        self.triggers.set(reconcile=True, why="link detached")
 
     # -- one pass: observe -> plan -> execute ------------------------------------
     def enforce(self, config: Config, settle: bool = False) -> Outcome:
@@ -134,14 +156,35 @@ class Daemon:
         (:meth:`Datapath.settle`, from the loop), so READY comes sooner.
         """
         try:
-            return self.executor.execute(plan(config, observe(self.datapath, self.links), self.images),
-                                         settle=settle)
-        except (PlanError, ExecuteFailed) as e:
+            p = plan(config, observe(self.datapath, self.links), self.images)
+        except PlanError as e:
             raise EnforceFailed(str(e)) from e
+        admitted = self.repairs.admit(p, time.monotonic())
+        self._fights(admitted.fights)
+        try:
+            return self.executor.execute(admitted.plan, settle=settle)
+        except ExecuteFailed as e:
+            self._fights(self.repairs.failed(admitted.plan, time.monotonic()))
+            raise EnforceFailed(str(e)) from e
+        finally:
+            self._record_repairs()
+
+    def _fights(self, names: list[str]) -> None:
+        for name in names:
+            self.log.warning("drift_fight", iface=name, detail=(
+                f"{name}: another program keeps replacing or detaching xdpd's; repairs are now "
+                f"limited to one per {REFILL:g} s (find it: bpftool net show; bpftool link show)"))
+
+    def _record_repairs(self) -> None:
+        try:
+            self.repair_stats.write(self.repairs.counts())
+        except OSError as e:
+            self.log.error("repair_stats_failed", detail=str(e))
 
     def detach_all(self) -> list[str]:
-        """Detach our program from every interface we manage (on stop)."""
-        return self.executor.detach(detach_ops(observe(self.datapath, self.links)))
+        """Detach our program from every interface we manage, release the links (on stop)."""
+        observed = observe(self.datapath, self.links)
+        return self.executor.detach(detach_ops(observed), observed.defunct_links)
 
     # -- the loop ------------------------------------------------------------
     def loop(self, watcher: ConfigWatcher) -> None:
@@ -152,7 +195,8 @@ class Daemon:
         next_sweep = now + BAN_SWEEP_INTERVAL
         while not t.stop:
             now = time.monotonic()
-            deadline = min(next_report, next_check, next_sweep)
+            repairs_due = self.repairs.deadline()
+            deadline = min(next_report, next_check, next_sweep, next_check if repairs_due is None else repairs_due)
             if self.watchdog_interval:
                 deadline = min(deadline, now + self.watchdog_interval)
             t.wake.wait(max(0.0, deadline - now))
@@ -168,8 +212,13 @@ class Daemon:
                 self.reload(watcher, hup)
             elif t.reconcile:
                 t.reconcile = False
-                self.reconcile("interface change")
+                self.reconcile(t.why or "interface change")
             now = time.monotonic()
+            if self.repairs.take_due(now):
+                self.reconcile("repair retry")
+            for name in self.repairs.settle(now):
+                self.log.info("drift_fight_over", iface=name)
+                self.reconcile("fight over")  # a fresh STATUS= without the fight
             if now >= next_check:
                 next_check = now + self.config.settings.check_interval
                 self.reconcile("periodic check")
@@ -230,7 +279,7 @@ class Daemon:
                       changes="; ".join(p.lines()) if p else "none",
                       ms=round((time.monotonic() - started) * 1000))
         _log_links(self.log, result)
-        self.announce(True, _status_line(config, result), [])
+        self.announce(True, _status_line(config, result, self.repairs.fighting()), [])
 
     def reconcile(self, why: str) -> None:
         """Re-apply the current config to the kernel (links, drift)."""
@@ -242,7 +291,7 @@ class Daemon:
         for name, reason in result.repaired.items():
             self.log.warning("drift_repaired", trigger=why, iface=name, detail=f"{name}: {reason}")
         _log_links(self.log, result, skip_repaired=True)
-        status = _status_line(self.config, result)
+        status = _status_line(self.config, result, self.repairs.fighting())
         if status != self.last_status:
             self.notifier.notify(f"STATUS={status}")
             self.last_status = status
@@ -262,7 +311,15 @@ def _log_links(log, result: Outcome, skip_repaired: bool = False) -> None:
         log.info("detached", iface=name)
     for w in result.warnings:
         log.warning("mode_fallback", detail=w)
+    for pin in result.unpinned:
+        log.info("unpinned_defunct_link", pin=pin)
+    for problem in result.unpin_failed:
+        log.warning("unpin_failed", detail=problem)
 
+
+ATTACH_ENV = "XDPD_ATTACH"
+"""``netlink``: attach through netlink, not pinned bpf_links (what a kernel
+without XDP links gets anyway; for kernels whose links misbehave, and tests)."""
 
 KEEP_ATTACHED = "keep-attached"
 """Flag file in the runtime dir: the package's postinst creates it just
@@ -284,7 +341,7 @@ def _upgrade_in_progress(runtime_dir: str) -> bool:
 
 def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd") -> int:
     log = logs.get()
-    notifier = sdnotify.SystemdNotifier()
+    notifier = Notifier.from_env()  # never blocks: see xdpd.notify
     triggers = _Triggers()
     # Watch before the first read: an edit made while starting is not missed.
     with ConfigWatcher(config_dir, lambda: triggers.set(reload=True), debounce=WATCH_DEBOUNCE) as watcher:
@@ -330,16 +387,21 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
     ban_dir = pins.bans_dir(pin_dir, config.settings.max_bans)
     ban_table = bans.BanTable(ban_dir, maps["state"])
     reloads = ReloadStats(pin_dir)
+    repair_stats = RepairStats(pin_dir)
     metrics = MetricsExport(registry(MetricsCollector(pin_dir, reloads)), log)
     sampler = SampleLogger(loaded.prog_fd, maps, log).start()
     try:
         with IPRoute() as ipr:
-            daemon = Daemon(config, config_dir, runtime_dir, datapath, XdpLinks(ipr, loaded.prog_fd),
-                            ban_table, cache, notifier, log, triggers, reloads, metrics)
+            links = XdpLinks(ipr, loaded.prog_fd, pin_dir, bpf_links=os.environ.get(ATTACH_ENV) != "netlink",
+                             on_fallback=lambda detail: log.warning("xdp_links_unavailable", detail=detail))
+            daemon = Daemon(config, config_dir, runtime_dir, datapath, links,
+                            ban_table, cache, notifier, log, triggers, reloads, metrics, repair_stats)
             triggers.install_signals()
             monitor = LinkMonitor(daemon.on_link)
             monitor.start()  # before the first apply: nothing that happens after it is missed
+            watch = LinkWatch(links.pinned, daemon.on_link_lost)
             try:
+                watch.start()  # pinned links a previous daemon left are watched from here on
                 try:
                     result = daemon.enforce(config)
                 except EnforceFailed as e:
@@ -364,6 +426,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
                 datapath.settle()
                 daemon.loop(watcher)
             finally:
+                watch.stop()
                 monitor.stop()
 
             daemon.reporter.report()
@@ -378,6 +441,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
         sampler.stop()
         metrics.close()  # before the maps: a scrape being answered still reads them
         reloads.close()
+        repair_stats.close()
         ban_table.close()
         maps.close()
         os.close(loaded.prog_fd)

@@ -1,23 +1,32 @@
-"""Interfaces appearing and disappearing, as seen by rtnetlink.
+"""Interfaces appearing and disappearing, and their XDP program changing, as seen by rtnetlink.
 
 The daemon attaches XDP by interface name, but an interface can come and go
 while it runs (a veth re-created by a container runtime, a USB NIC plugged
-in, a VLAN brought up by ifupdown).  :class:`LinkMonitor` turns the kernel's
-RTNLGRP_LINK broadcasts into two kinds of :class:`LinkEvent`, which is all
-the daemon acts on:
+in, a VLAN brought up by ifupdown), and another tool can detach or replace
+a netlink XDP attachment.  :class:`LinkMonitor` turns the kernel's
+RTNLGRP_LINK broadcasts into three kinds of :class:`LinkEvent`, which is
+all the daemon acts on:
 
 * ``new``: a link exists under a (name, ifindex) the monitor did not know:
   it was created, moved into this namespace, or renamed to this name.
   Re-attach if the name is configured.
 * ``del``: a link the monitor knew is gone (deleted, moved to another
   namespace) or was renamed away from this name.  Forget it.
+* ``xdp``: a known link's XDP attachment (IFLA_XDP: mode and program id,
+  carried by the event) differs from the last one seen.  Rtnetlink's
+  setlink announces every netlink attach, replace and detach this way, the
+  daemon's own included, so the daemon ignores events that show its own
+  program.  The kernel announces them only while the interface is up; a
+  change made while it is down is reported when it comes up (that message
+  carries the new state).  Changes made through a bpf_link (create,
+  update, a forced detach) are *not* announced at all;
+  :mod:`xdpd.linkwatch` covers those.
 
-The kernel also sends RTM_NEWLINK for every flag, state, MTU or XDP change
-of an existing link; those are suppressed (there is no ``change`` kind), so
-an attach done by the daemon itself does not echo back as an event.  A
-rename is reported as ``del`` of the old name followed by ``new`` of the
-new one, both with the same ifindex: for the daemon a renamed interface is a
-different interface.
+The kernel also sends RTM_NEWLINK for every flag, state or MTU change of an
+existing link (and for a veth's peer when XDP changes its features); those
+are suppressed.  A rename is reported as ``del`` of the old name followed by
+``new`` of the new one, both with the same ifindex: for the daemon a
+renamed interface is a different interface.
 
 The stream is consistent: every ``del`` is for a link that existed when
 :meth:`LinkMonitor.start` returned or was reported by an earlier ``new``.
@@ -43,6 +52,8 @@ import structlog
 from pyroute2 import IPRoute, IPRSocket
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK, RTMGRP_LINK
 
+from .links import xdp_state
+
 # Bridge port events (RTM_NEWLINK/RTM_DELLINK with family AF_BRIDGE) share
 # the link group; a port leaving a bridge sends an AF_BRIDGE RTM_DELLINK
 # while the link itself stays.  Only AF_UNSPEC messages describe links.
@@ -60,11 +71,15 @@ _DRAIN_MAX = 10_000
 
 @dataclass(frozen=True)
 class LinkEvent:
-    """An interface appeared (``new``) or went away (``del``) in this namespace."""
+    """An interface appeared (``new``), went away (``del``) or had its XDP program changed (``xdp``)."""
 
-    kind: Literal["new", "del"]
+    kind: Literal["new", "del", "xdp"]
     name: str
     ifindex: int
+    mode: str | None = None
+    """For ``xdp``: the XDP mode attached now (None: nothing)."""
+    prog_id: int = 0
+    """For ``xdp``: the program attached now (0: nothing)."""
 
 
 class LinkMonitor:
@@ -98,6 +113,7 @@ class LinkMonitor:
         self._wake_r = self._wake_w = -1
         self._close_on_exit = False
         self._known: dict[int, str] = {}  # ifindex -> name; only the monitor thread touches it after start
+        self._xdp: dict[int, tuple[str | None, int]] = {}  # ifindex -> (mode, prog id) last seen
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -116,7 +132,7 @@ class LinkMonitor:
             sock = IPRSocket(rcvbuf=self._rcvbuf)
             try:
                 sock.bind(groups=RTMGRP_LINK)
-                self._known = _link_table()
+                self._known, self._xdp = _link_table()
                 self._wake_r, self._wake_w = os.pipe()
             except BaseException:
                 sock.close()
@@ -211,12 +227,24 @@ class LinkMonitor:
         name = msg.get_attr("IFLA_IFNAME")
         if kind == RTM_DELLINK:
             old = self._known.pop(ifindex, None)
+            self._xdp.pop(ifindex, None)
             if old is not None:
                 self._emit(LinkEvent("del", old, ifindex))
             return
-        if name is None or self._known.get(ifindex) == name:
-            return  # a state change of a link we know
-        self._appeared(ifindex, name)
+        if name is None:
+            return
+        if self._known.get(ifindex) != name:
+            self._appeared(ifindex, name)
+        self._xdp_seen(ifindex, name, xdp_state(msg))
+
+    def _xdp_seen(self, ifindex: int, name: str, state: tuple[str | None, int] | None) -> None:
+        """Report an XDP attachment that differs from the last one seen on this link."""
+        if state is None:
+            return  # the message does not say
+        before = self._xdp.get(ifindex)
+        self._xdp[ifindex] = state
+        if before is not None and before != state:
+            self._emit(LinkEvent("xdp", name, ifindex, *state))
 
     def _appeared(self, ifindex: int, name: str) -> None:
         old = self._known.get(ifindex)
@@ -225,6 +253,7 @@ class LinkMonitor:
         for other, other_name in list(self._known.items()):
             if other_name == name:  # we missed its deletion; names are unique
                 del self._known[other]
+                self._xdp.pop(other, None)
                 self._emit(LinkEvent("del", name, other))
         self._known[ifindex] = name
         self._emit(LinkEvent("new", name, ifindex))
@@ -241,17 +270,19 @@ class LinkMonitor:
         """
         self._drain()
         try:
-            current = _link_table()
+            current, xdp = _link_table()
         except Exception as e:
             self._log.error("link_monitor_error", detail=f"reading the link table: {e!r}")
             return
         for ifindex, name in list(self._known.items()):
             if current.get(ifindex) != name:
                 del self._known[ifindex]
+                self._xdp.pop(ifindex, None)
                 self._emit(LinkEvent("del", name, ifindex))
         for ifindex, name in current.items():
             if self._known.get(ifindex) != name:
                 self._appeared(ifindex, name)
+            self._xdp_seen(ifindex, name, xdp.get(ifindex))
 
     def _drain(self) -> None:
         """Read and discard what is queued on the socket (bounded, never blocks)."""
@@ -277,7 +308,10 @@ class LinkMonitor:
             self._log.error("link_monitor_error", detail=f"on_event({event}) raised {e!r}")
 
 
-def _link_table() -> dict[int, str]:
-    """ifindex -> name of every link in the current namespace."""
+def _link_table() -> tuple[dict[int, str], dict[int, tuple[str | None, int]]]:
+    """ifindex -> name, and ifindex -> XDP (mode, prog id), of every link in the current namespace."""
     with IPRoute() as ipr:
-        return {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        links = ipr.get_links()
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
+    xdp = {link["index"]: state for link in links if (state := xdp_state(link)) is not None}
+    return names, xdp

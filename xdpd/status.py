@@ -2,7 +2,9 @@
 
 Works while the daemon is down (after a crash, or with
 ``detach_on_stop: false``), because everything it reports lives in the
-kernel: the pinned program and maps, and the interfaces' XDP attachments.
+kernel: the pinned program and maps, the interfaces' XDP attachments and the
+pinned bpf_links holding them, and the daemon's repair counts
+(:mod:`xdpd.repairstats`, as the last daemon left them).
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from . import bans, bpfsys, layout, links
+from . import bans, bpflinks, bpfsys, layout, links, repairstats
 from .maps import PinnedMaps
-from .pins import current_maps_dir, is_ours
+from .pins import current_maps_dir, is_ours, links_dir
+from .repairs import RepairCount
 
 
 def read_status(pin_dir: str) -> dict[str, Any]:
     """The documented ``status --json`` shape.
 
-    ``{"interfaces": {NAME: {"attached", "mode", "prog_id", ...}},
+    ``{"interfaces": {NAME: {"attached", "mode", "prog_id", "link_id", "fighting", ...}},
     "rules": {NAME: {"action", "packets", "bytes", ...}}}``
     """
     out: dict[str, Any] = {"pin_dir": pin_dir, "interfaces": {}, "rules": {}}
@@ -45,7 +48,8 @@ def read_status(pin_dir: str) -> dict[str, Any]:
         bank = st.bank & 1
         out["generation"] = st.generation
         with IPRoute() as ipr:
-            observed = links.observe(ipr)
+            observed = bpflinks.with_link_ids(links.observe(ipr), bpflinks.PinnedLinks(links_dir(pin_dir)).read())
+        repairs = repairstats.read(pin_dir)
         for slot, iface in sorted(maps.iface_slots().items(), key=lambda x: x[1].name):
             name, ifindex = iface.name, iface.ifindex
             link = observed.get(name)
@@ -58,6 +62,9 @@ def read_status(pin_dir: str) -> dict[str, Any]:
                 "attached": bool(link and link.prog_id and is_ours(link.prog_id)),
                 "mode": (link.mode if link and link.mode else "none"),
                 "prog_id": link.prog_id if link else 0,
+                "link_id": link.link_id if link else 0,
+                "fighting": repairs.get(name, RepairCount()).fighting,
+                "repairs": repairs.get(name, RepairCount()).repairs,
                 "ifindex": link.ifindex if link else ifindex,
                 "present": link is not None,
                 "default": "drop" if ent is not None and ent.default_drop else "pass",
@@ -109,15 +116,20 @@ def format_status(st: dict[str, Any]) -> str:
     """A table a person reads at a glance."""
     if "error" in st:
         return f"xdpd: {st['error']} (is the daemon started? see --pin-dir)"
-    lines = ["INTERFACE        ATTACHED  MODE     DEFAULT  PACKETS   DROPPED   MALFORMED  OBSERVE: WOULD DROP"]
+    lines = ["INTERFACE        ATTACHED  MODE     LINK    DEFAULT  PACKETS   DROPPED   MALFORMED  OBSERVE: WOULD DROP"]
     for name, i in st["interfaces"].items():
         attached = "yes" if i["attached"] else ("absent" if not i["present"] else "NO")
-        lines.append(f"{name:<16} {attached:<9} {i['mode']:<8} {i['default']:<8} "
+        link = str(i["link_id"]) if i["link_id"] else "-"
+        lines.append(f"{name:<16} {attached:<9} {i['mode']:<8} {link:<7} {i['default']:<8} "
                      f"{_human(i['packets']):<9} {_human(i['dropped']):<9} "
                      f"{_human(i['counters']['drop_malformed']['packets']):<10} "
                      f"{_human(i['would_drop']) if i['observe'] else '-'}")
     if not st["interfaces"]:
         lines.append("(no interfaces configured)")
+    for name, i in st["interfaces"].items():
+        if i["fighting"]:
+            lines.append(f"{name}: FIGHTING: another program keeps taking it; xdpd repaired it "
+                         f"{i['repairs']} times and now waits between repairs")
     lines.append("")
     lines.append("#   RULE                             ACTION  PACKETS   BYTES     LIMITED")
     for name, r in st["rules"].items():

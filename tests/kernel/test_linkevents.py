@@ -28,6 +28,7 @@ import pytest
 
 from tests.testbed.daemon import PYTHON, REPO_ROOT, pythonpath
 from tests.testbed.netns import NETNS_RUN_DIR, in_netns, ip
+from tests.testbed.rival import Rival
 
 pytestmark = pytest.mark.kernel
 
@@ -58,7 +59,7 @@ def on_event(ev):
             raise RuntimeError("on_event failed on purpose")
         if mode == "slow":
             time.sleep(0.5)
-    out({"kind": ev.kind, "name": ev.name, "ifindex": ev.ifindex})
+    out({"kind": ev.kind, "name": ev.name, "ifindex": ev.ifindex, "mode": ev.mode, "prog_id": ev.prog_id})
 
 mon = LinkMonitor(on_event, **({"rcvbuf": rcvbuf} if rcvbuf else {}))
 mon.start()
@@ -260,3 +261,32 @@ def test_overflow_is_recovered_from_the_link_table(netns: Netns, monitors: list[
     assert seen == want
     assert mon.stop() < 1.0
     assert "link_events_overflow" in mon.stderr, "the socket did not overflow; the test proved nothing"
+
+
+def test_xdp_changes_are_reported_with_the_program_now_attached(netns: Netns, monitors: list[Monitor]) -> None:
+    """Another tool's netlink attach, replace and detach each come as an ``xdp`` event carrying
+    the mode and program now there; a setlink that changes nothing, and other state changes, do
+    not.  The kernel announces XDP changes of an interface that is up only: one made while it is
+    down is reported when it comes up."""
+    mon = Monitor(netns)
+    monitors.append(mon)
+    a, b = f"{netns.tag}-a", f"{netns.tag}-b"
+    ia, ib = netns.add_veth(a, b)
+    assert sorted(mon.events(2)) == sorted([("new", a, ia), ("new", b, ib)])
+    with Rival(netns.name, a) as rival, Rival(netns.name, a) as other:
+        rival.attach("generic")                                 # while down: not announced
+        netns.ip("link", "set", a, "up")
+        assert mon.next() == {"kind": "xdp", "name": a, "ifindex": ia, "mode": "generic",
+                              "prog_id": rival.prog_id}
+        other.attach("generic")                                 # replaced by someone else
+        assert mon.next() == {"kind": "xdp", "name": a, "ifindex": ia, "mode": "generic",
+                              "prog_id": other.prog_id}
+        other.attach("generic")                                 # the same again: no change
+        netns.ip("link", "set", a, "mtu", "1400")
+        netns.ip("link", "set", a, "xdpgeneric", "off")
+        assert mon.next() == {"kind": "xdp", "name": a, "ifindex": ia, "mode": None, "prog_id": 0}
+    m1, m2 = f"{netns.tag}-m1", f"{netns.tag}-m2"
+    im1, im2 = netns.add_veth(m1, m2)
+    assert sorted(mon.events(2)) == sorted([("new", m1, im1), ("new", m2, im2)])
+    assert mon.stop() < 1.0
+    assert "link_monitor_error" not in mon.stderr

@@ -345,17 +345,18 @@ def test_no_gap_while_reloading(netbed: NetBed, xdpd) -> None:
 @pytest.mark.parametrize("how", ["sigkill", "sigterm-detach_on_stop-false"])
 def test_filter_outlives_the_daemon_and_is_adopted_by_the_next(netbed: NetBed, xdpd, how: str) -> None:
     """The daemon dies (SIGKILL, or SIGTERM with ``detach_on_stop: false``): the blocked source
-    stays blocked with no daemon running, ``status`` still shows the attachment and counts on;
-    a new daemon on the same config and pin dir adopts it while a stream runs: no blocked
-    datagram arrives, no allowed one is lost, the interface is never without the program,
-    and the rule counter continues from where it was."""
+    stays blocked with no daemon running, ``status`` still shows the attachment and counts on,
+    and the pinned bpf_link still refuses ``ip link set ... xdp off``; a new daemon on the same
+    config and pin dir adopts the link (same link id, its program swapped in place) while a
+    stream runs: no blocked datagram arrives, no allowed one is lost, the interface is never
+    without the program, and the rule counter continues from where it was."""
     v = netbed.victim_if
     settings = "detach_on_stop: false" if how.startswith("sigterm") else ""
     d = xdpd(cfg({v: "native"}, "- {name: drop-bad, action: drop, src: [192.0.2.1, '2001:db8:bad::1']}",
                  settings=settings))
     st = d.status()
-    old_prog = iface(d, st)["prog_id"]
-    assert iface(d, st)["attached"] and old_prog == st["prog_id"] > 0
+    old_prog, link_id = iface(d, st)["prog_id"], iface(d, st)["link_id"]
+    assert iface(d, st)["attached"] and old_prog == st["prog_id"] > 0 and link_id > 0
     dropped(netbed, BLOCKED_V4, 3)
     assert d.rule_packets() == {"drop-bad": 3}
 
@@ -376,6 +377,9 @@ def test_filter_outlives_the_daemon_and_is_adopted_by_the_next(netbed: NetBed, x
                 assert xdp_attachment(netbed.victim_ns, v) == "xdp"
                 st = d.status()
                 assert iface(d, st)["attached"] and iface(d, st)["prog_id"] == old_prog, iface(d, st)
+                assert iface(d, st)["link_id"] == link_id, iface(d, st)
+                off = netbed.run(netbed.victim_ns, ["ip", "link", "set", "dev", v, "xdp", "off"])
+                assert off.returncode != 0, "the pinned link did not protect the attachment without a daemon"
                 down_count = st["rules"]["drop-bad"]["packets"]
                 assert down_count > 3 + 50, f"not counting while the daemon is down: {st['rules']}"
 
@@ -395,6 +399,7 @@ def test_filter_outlives_the_daemon_and_is_adopted_by_the_next(netbed: NetBed, x
         st = d.status()
         i = iface(d, st)
         assert i["attached"] and i["prog_id"] == st["prog_id"], (i, st["prog_id"])
+        assert i["link_id"] == link_id and i["prog_id"] != old_prog, (i, link_id, old_prog)  # adopted, swapped
         # The monitor saw the hand-over (and so would have seen any detach in between).
         assert monitor.prog_ids()[0] == old_prog and monitor.prog_ids()[-1] == i["prog_id"], monitor.events
         after = st["rules"]["drop-bad"]["packets"]

@@ -115,26 +115,43 @@ def _exists(bed: NetBed, name: str) -> bool:
     return bed.run(bed.victim_ns, ["ip", "link", "show", name], check=False).returncode == 0
 
 
-def test_foreign_detach_and_replacement_are_repaired(netbed, xdpd):
+@pytest.mark.parametrize("attach", ["bpf_link", "netlink"])
+def test_foreign_detach_and_replacement_are_repaired(netbed, xdpd, attach):
+    """Through a pinned bpf_link (the default) the kernel refuses another tool's detach and
+    replacement; a link forced off anyway is put back.  Through netlink (``XDPD_ATTACH=netlink``,
+    what a kernel without XDP links gets) the detach and the replacement happen and are put back."""
     d = xdpd(config(netbed.victim_if, f"[{{name: bad, action: drop, src: [{BAD_V4}]}}]",
-                    mode="native", settings="check_interval: 1"))
+                    mode="native", settings="check_interval: 1"), start=False)
+    if attach == "netlink":
+        d.env["XDPD_ATTACH"] = "netlink"
+    d.start()
     ours = d.status()["interfaces"][netbed.victim_if]["prog_id"]
-    detach_xdp(netbed.victim_ns, netbed.victim_if)
-    assert passes_now(netbed, BAD_V4)          # someone else's doing: filtering lapsed
-    assert until(lambda: xdp_attachment(netbed.victim_ns, netbed.victim_if) == "xdp"), d.stderr()
+    off = netbed.run(netbed.victim_ns, ["ip", "link", "set", "dev", netbed.victim_if, "xdp", "off"])
+    if attach == "bpf_link":
+        assert off.returncode != 0 and "BPF XDP link" in off.stderr, off
+        assert dropped_now(netbed, BAD_V4) and "drift_repaired" not in d.stderr()
+        detach_xdp(netbed.victim_ns, netbed.victim_if)   # bpftool link detach: the one way left
+    else:
+        assert off.returncode == 0, off.stderr
+    assert until(lambda: "drift_repaired" in d.stderr()), d.stderr()
+    assert xdp_attachment(netbed.victim_ns, netbed.victim_if) == "xdp"
     assert dropped_now(netbed, BAD_V4)
-    assert "drift_repaired" in d.stderr()
 
     # Someone replaces it with their own program (a pass-all one here).
     foreign = _pinned_pass_program(netbed.tag)
     try:
-        subprocess.run(in_netns(netbed.victim_ns, ["bpftool", "net", "attach", "xdpdrv", "pinned", foreign,
-                                                   "dev", netbed.victim_if, "overwrite"]),
-                       check=True, capture_output=True, text=True, timeout=30)
-        assert until(lambda: d.status()["interfaces"][netbed.victim_if]["prog_id"] == ours, timeout=8), \
-            d.stderr()
+        replace = subprocess.run(in_netns(netbed.victim_ns, ["bpftool", "net", "attach", "xdpdrv", "pinned",
+                                                             foreign, "dev", netbed.victim_if, "overwrite"]),
+                                 capture_output=True, text=True, timeout=30)
+        if attach == "bpf_link":
+            assert replace.returncode != 0, "bpftool replaced a program held by a bpf_link"
+            assert d.status()["interfaces"][netbed.victim_if]["prog_id"] == ours
+        else:
+            assert replace.returncode == 0, replace.stderr
+            assert until(lambda: "replace foreign program" in d.stderr()), d.stderr()
+            assert until(lambda: d.status()["interfaces"][netbed.victim_if]["prog_id"] == ours, timeout=8), \
+                d.stderr()
         assert dropped_now(netbed, BAD_V4)
-        assert "replace foreign program" in d.stderr()
     finally:
         os.unlink(foreign)
 
