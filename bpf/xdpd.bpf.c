@@ -941,6 +941,7 @@ static __always_inline int within_limit(struct scratch *sc, const struct rule_en
 {
 	u64 *tat;
 	if (r->flags & LIM_PER_SOURCE) {
+		src_key_of(&sc->pkt, &sc->bkey.src);	/* only a per-source limit needs it */
 		sc->bkey.slot = slot;
 		sc->bkey.bucket = r->bucket;
 		tat = src_buckets.lookup(&sc->bkey);
@@ -971,6 +972,7 @@ static __always_inline void ban_source(struct state *st, struct scratch *sc, con
 	sc->ban.since = now;
 	sc->ban.rule_slot = slot;
 	sc->ban.rule_hash = r->bucket;
+	src_key_of(&sc->pkt, &sc->bkey.src);
 	u32 stat = BAN_STAT_BY_RULE;
 	if (bans.update(&sc->bkey.src, &sc->ban) == 0) {
 		/* The mark before the arm, the entry before both: a reader that
@@ -1285,7 +1287,6 @@ static __always_inline u32 classify(const struct bank_cfg *bc, u32 bank, const s
 		sc->bits[1] = c1;
 		sc->bank = bank;
 		sc->observe = ie->observe;
-		src_key_of(p, &sc->bkey.src);
 		*counting = 1;
 		return v;
 	}
