@@ -38,6 +38,7 @@ from pyroute2 import IPRoute
 from . import bans, logs, pins, prereq, reloadstate
 from .compiler import BuildParams, CompileError, PendingCompile
 from .config import ConfigError, ListCache, load_config, peek_settings
+from .settingsparse import CAPACITY_LIMITS
 from .counts import CountReporter
 from .datapath import Datapath
 from .execute import ExecuteFailed, Executor, Outcome
@@ -265,7 +266,7 @@ class Daemon:
             self.announce(False, f"reload failed, still enforcing the previous config: {e}", [str(e)])
             return
         if build_params(config.settings) != build_params(self.config.settings):
-            changed = [k for k in ("max_addresses", "max_limit_sources", "max_bans")
+            changed = [k for k in CAPACITY_LIMITS
                        if getattr(config.settings, k) != getattr(self.config.settings, k)]
             self.log.warning("restart_needed", setting=",".join(changed),
                              hint="map capacity is fixed at start; restart xdpd to resize")

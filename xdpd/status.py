@@ -18,7 +18,7 @@ from pyroute2 import IPRoute
 
 from . import bans, bpflinks, bpfsys, layout, links, repairstats
 from .maps import PinnedMaps
-from .pins import current_maps_dir, is_ours, links_dir
+from .pins import current_ban_dir, current_maps_dir, is_ours, links_dir
 from .repairs import RepairCount
 
 
@@ -93,11 +93,10 @@ def read_status(pin_dir: str) -> dict[str, Any]:
 def _bans(pin_dir: str, maps: PinnedMaps) -> dict[str, Any]:
     """``{"active", "capacity", "banned_by_rules", "table_full"}`` of the ban table."""
     by_rule, full = maps.ban_stats()
-    try:
-        table = bans.open_pinned(pin_dir)
-    except bans.BanError:
+    ban_dir = current_ban_dir(pin_dir)   # only read here: no state map to arm
+    if ban_dir is None:
         return {"active": 0, "capacity": 0, "banned_by_rules": by_rule, "table_full": full}
-    with table:
+    with bans.BanTable(ban_dir, None) as table:
         now = time.monotonic_ns()
         active = sum(1 for r in table.records() if r.active(now))
         return {"active": active, "capacity": table.capacity, "banned_by_rules": by_rule,

@@ -123,13 +123,19 @@ class RuleEntry(NamedTuple):
     """A rule's sample bucket (0: no samples), in the units of :func:`limit_params`."""
 
 
+def time_cost(rate: float) -> int:
+    """What one unit (a packet, a byte, a sample) of a ``rate`` per second costs a
+    GCRA bucket, in the program's 1/``TIME_SCALE`` ns (at least 1)."""
+    return max(1, round(layout.TIME_SCALE * 1e9 / rate))
+
+
 def limit_params(limit: Limit) -> tuple[int, int, int, int]:
     """(cost, tau, ban_ns, flags) of a limit, in the program's units.
 
     cost is the time one packet (or byte) uses up, tau the burst, both in
     1/``TIME_SCALE`` ns: the program's GCRA compares them with the clock.
     """
-    cost = max(1, round(layout.TIME_SCALE * 1e9 / limit.rate))
+    cost = time_cost(limit.rate)
     flags = (layout.LIM_BYTES if limit.unit is LimitUnit.BYTES else 0) | \
             (layout.LIM_PER_SOURCE if limit.per is LimitPer.SOURCE else 0) | \
             (layout.LIM_FINE_CLOCK if limit.burst < limit.rate * layout.COARSE_CLOCK_SLACK else 0)
@@ -155,7 +161,7 @@ def rule_entry(rule: Rule, slot: int) -> RuleEntry:
     sampling = {}
     if rule.sample:
         # A burst of one second of samples: a quiet rule's first packets are all shown.
-        cost = max(1, round(layout.TIME_SCALE * 1e9 / rule.sample))
+        cost = time_cost(rule.sample)
         sampling = {"sample_cost": cost, "sample_tau": cost * max(1, round(rule.sample))}
     if rule.limit is None:
         return RuleEntry(action, slot, **sampling)
