@@ -2,7 +2,9 @@
 # Prepare a Debian 12 or Debian 13 machine to build, test and run xdpd. Idempotent.
 #  - Debian packages (bcc exists only as python3-bpfcc; the PyPI "bcc" is unrelated),
 #    and what make deb and the end-to-end test use (debhelper, pybuild,
-#    lintian, debootstrap, systemd-nspawn); the same names on both releases
+#    lintian, debootstrap, systemd-nspawn), and what the line-rate benchmark
+#    compares xdpd with (nftables, iptables, ipset) and turns GRO on with
+#    (ethtool); the same names on both releases
 #  - kernel headers for bcc: the running kernel's package, or Debian's
 #    current ones linked in as /lib/modules/$(uname -r)/{build,source}
 #  - a bpf filesystem at /sys/fs/bpf
@@ -12,7 +14,8 @@ PACKAGES="python3-bpfcc python3-pyroute2 python3-yaml python3-watchdog python3-s
 python3-sdnotify python3-systemd python3-pytest python3-hypothesis bpftool xdp-tools
 iproute2 iputils-ping iputils-arping procps make util-linux
 debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
-dpkg-dev fakeroot lintian debootstrap systemd-container"
+dpkg-dev fakeroot lintian debootstrap systemd-container
+nftables iptables ipset ethtool"
 
 missing=""
 for p in $PACKAGES; do
