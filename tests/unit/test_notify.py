@@ -8,10 +8,12 @@ import time
 from xdpd.notify import Notifier
 
 
-def _socket(tmp_path) -> tuple[socket.socket, str]:
+def _socket(tmp_path, monkeypatch) -> tuple[socket.socket, str]:
+    """A notify socket, named in $NOTIFY_SOCKET as systemd does."""
     path = str(tmp_path / "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
     return sock, path
 
 
@@ -25,9 +27,9 @@ def _read_all(sock: socket.socket) -> list[str]:
         return out
 
 
-def test_a_socket_nobody_reads_costs_nothing_and_keeps_the_state_lines(tmp_path):
-    sock, path = _socket(tmp_path)
-    n = Notifier(path)
+def test_a_socket_nobody_reads_costs_nothing_and_keeps_the_state_lines(tmp_path, monkeypatch):
+    sock, path = _socket(tmp_path, monkeypatch)
+    n = Notifier.from_env()
     started = time.monotonic()
     sent = [n.notify(f"STATUS=update {i}") for i in range(5000)]
     assert time.monotonic() - started < 2.0          # a blocking sendto would never return here
@@ -42,9 +44,9 @@ def test_a_socket_nobody_reads_costs_nothing_and_keeps_the_state_lines(tmp_path)
     sock.close()
 
 
-def test_a_newer_state_line_replaces_the_one_carried_over(tmp_path):
-    sock, path = _socket(tmp_path)
-    n = Notifier(path)
+def test_a_newer_state_line_replaces_the_one_carried_over(tmp_path, monkeypatch):
+    sock, path = _socket(tmp_path, monkeypatch)
+    n = Notifier.from_env()
     while n.notify("STATUS=filling"):
         pass
     assert not n.notify("RELOADING=1")
@@ -55,10 +57,11 @@ def test_a_newer_state_line_replaces_the_one_carried_over(tmp_path):
 
 
 def test_no_socket_or_nobody_listening(tmp_path, monkeypatch):
-    assert not Notifier(None).notify("READY=1")
-    gone = Notifier(str(tmp_path / "nobody"))
-    assert not gone.notify("READY=1") and gone.dropped == 1
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    assert Notifier.from_env().address is None
+    none = Notifier.from_env()
+    assert none.address is None and not none.notify("READY=1") and none.dropped == 0
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody"))
+    gone = Notifier.from_env()
+    assert not gone.notify("READY=1") and gone.dropped == 1
     monkeypatch.setenv("NOTIFY_SOCKET", "@xdpdt-abstract")
     assert Notifier.from_env().address == "\0xdpdt-abstract"
