@@ -87,7 +87,12 @@ def test_a_flood_gets_the_rate_and_a_quiet_source_its_own(netbed: NetBed, xdpd, 
     probe = UdpProbe(netbed, [quiet], dport=PROBE_PORT, interval=0.01).start()
     try:
         time.sleep(0.2)
-        result = flood(netbed, flood_frame(netbed), 3_000_000)
+        # The generator is set up before the first reading: under load its
+        # setup can take a second, in which the quiet source has the bucket to itself.
+        with TrafficGen(netbed.sender_ns, netbed.sender_if) as gen:
+            seen_before, through_before = through(d)
+            result = gen.flood(flood_frame(netbed), 3_000_000, rate_pps=FLOOD_PPS, seconds_max=20.0)
+            seen_during, through_during = through(d)
     finally:
         probe.stop()
     assert result.pps >= 1_000_000, f"{result.pps / 1e6:.2f} Mpps"
@@ -102,7 +107,10 @@ def test_a_flood_gets_the_rate_and_a_quiet_source_its_own(netbed: NetBed, xdpd, 
         # One bucket: the flood and the quiet source together get rate * time + burst
         # (and the quiet source's few datagrams before and after the flood).
         assert within(total, want), (total, want, result)
-        assert let_through < seen // 2, (seen, let_through)
+        # While the flood ran, the quiet source competed for the same bucket
+        # with a source 100 times over the rate: most of its datagrams lost.
+        seen, let_through = seen_during - seen_before, through_during - through_before
+        assert seen >= 100 and let_through < seen // 2, (seen, let_through)
 
 
 def test_a_byte_rate_holds_for_small_and_large_frames(netbed: NetBed, xdpd) -> None:
