@@ -61,7 +61,8 @@ from .samples import SampleLogger
 from .watch import ConfigWatcher
 
 WATCH_DEBOUNCE = 0.1
-"""Seconds of quiet after a file event before reloading (editors write in bursts)."""
+"""Seconds of quiet after a file event before reloading (editors write in bursts);
+a complete write (renamed into place, or closed) is reloaded at once (:mod:`xdpd.watch`)."""
 BAN_SWEEP_INTERVAL = 1.0
 """Seconds between sweeps of the ban table (expired bans, stale marks); a
 sweep that takes long stretches the interval to ten times its duration."""

@@ -35,12 +35,25 @@ How
     noticed.
 
 Debounce
-    ``on_change()`` is called ``debounce`` seconds after the last relevant
-    event of a burst (trailing edge), but no later than ``max_delay``
-    seconds after the burst's first event, so a writer that never pauses
-    still gets reloads at least every ``max_delay`` seconds.  A file being
-    written when that happens is read half-written; the close that ends the
-    write is another event, so a consistent reload follows.  (watchdog holds
+    A write that is known to be complete is reported at once: a watched file
+    or config YAML renamed into place (IN_MOVED_TO: an editor's or ``sed
+    -i``'s write-then-rename) or closed after writing (IN_CLOSE_WRITE).
+    Waiting would only delay the reload, since nothing more is coming.
+    Other events (plain modifications while a writer still holds the file,
+    creations, deletions, attribute changes) are debounced: ``on_change()``
+    is called ``debounce`` seconds after the last relevant event of a burst
+    (trailing edge), but no later than ``max_delay`` seconds after the
+    burst's first event, so a writer that never pauses still gets reloads
+    at least every ``max_delay`` seconds.  A file being written when that
+    happens is read half-written; the close that ends the write is another
+    event, so a consistent reload follows.
+
+    Only the first complete write of a burst is reported at once: one that
+    comes less than ``debounce`` after the last call or the last complete
+    write is debounced like any other event, so a tool that renames or
+    rewrites several files in a row causes one call at once and one more
+    when it is done, not one per file, and a writer that rewrites a file
+    without pause is still reported every ``max_delay`` seconds, no more.  (watchdog holds
     a rename *out of* a watched directory, such as ``mv block.txt /tmp``,
     for 0.5 s while it looks for the other end, and that directory's later
     events wait behind it; renames within a directory or into it, such as
@@ -123,6 +136,10 @@ class ConfigWatcher:
         self._cond = threading.Condition()
         self._burst_start: float | None = None
         self._last_event = 0.0
+        self._complete = False
+        """A complete write arrived that is not part of a burst: call at once."""
+        self._last_complete = float("-inf")
+        self._last_call = float("-inf")
         self._resync_paths: set[str] = set()
         self._resync = False
         self._started = False
@@ -199,8 +216,9 @@ class ConfigWatcher:
         if kind not in _CHANGE_TYPES:
             return
         match, targets = self._match, self._targets
-        relevant = structural = False
-        for path in (event.src_path, getattr(event, "dest_path", None)):
+        relevant = structural = complete = False
+        dest = getattr(event, "dest_path", None)
+        for path in (event.src_path, dest):
             if not path:
                 continue
             if kind in _STRUCTURE_TYPES and _on_route(path, targets):
@@ -210,13 +228,13 @@ class ConfigWatcher:
                 # or its owner or mode did, which matters for a watched one.
                 if kind == "modified" and self._dir_attrs_changed(path):
                     relevant = True
-            elif path in match:
+            elif path in match or _is_config_yaml(path, self._config_dir):
                 relevant = True
                 # A file created, deleted or renamed may be a symlink that
                 # now points elsewhere.
-                structural = structural or kind in _STRUCTURE_TYPES
-            elif _is_config_yaml(path, self._config_dir):
-                relevant = True
+                structural = structural or (kind in _STRUCTURE_TYPES and path in match)
+                # Closed after writing, or renamed into place: the write is whole.
+                complete = complete or kind == "closed" or (kind == "moved" and path == dest)
         if not relevant:
             return
         now = time.monotonic()
@@ -224,6 +242,12 @@ class ConfigWatcher:
             if self._burst_start is None:
                 self._burst_start = now
             self._last_event = now
+            if complete:
+                # The first complete write after a quiet debounce is called at
+                # once; later ones of the same burst wait for its end.
+                if now - max(self._last_complete, self._last_call) >= self._debounce:
+                    self._complete = True
+                self._last_complete = now
             if structural:
                 self._resync = True
                 self._resync_paths.update(p for p in (event.src_path, getattr(event, "dest_path", None)) if p)
@@ -255,8 +279,12 @@ class ConfigWatcher:
                     if self._burst_start is not None:
                         due = min(self._last_event + self._debounce, self._burst_start + self._max_delay)
                         now = time.monotonic()
-                        if now >= due:
+                        if now >= due or self._complete:
                             self._burst_start = None
+                            self._complete = False
+                            # Read by the observer thread: complete writes up to
+                            # debounce after this call belong to its burst.
+                            self._last_call = now
                             fire = True
                             break
                         self._cond.wait(due - now)
