@@ -193,12 +193,13 @@ def _read_problem(path: str, origin: Origin, exc: Exception) -> Problem:
 
 
 class NotText(Exception):
-    """Invalid UTF-8 or a NUL byte at byte offset ``pos`` of the file."""
+    """Invalid UTF-8 or a NUL byte at byte offset ``pos`` of the file ``data``."""
 
-    def __init__(self, pos: int, message: str) -> None:
+    def __init__(self, pos: int, message: str, data: bytes = b"") -> None:
         super().__init__(pos, message)
         self.pos = pos
         self.message = message
+        self.data = data
 
     def problem(self, data: bytes, path: str, origin_of_reference: Origin) -> Problem:
         line = data.count(b"\n", 0, self.pos) + 1
@@ -267,17 +268,20 @@ class ParsedLines:
                 self.first_unlisted = lineno
 
 
-def parse_lines(data: bytes, start: int, end: int) -> ParsedLines:
+def parse_lines(data: bytes, start: int, end: int, into: ParsedLines | None = None,
+                first_line: int = 1) -> ParsedLines:
     """Parse the whole lines ``data[start:end]``, a block at a time.
 
     Raises :class:`NotText` at the first NUL byte or invalid UTF-8 sequence.
     ``start`` and ``end`` must be line boundaries (or the ends of ``data``),
-    so every block starts on a character boundary.
+    so every block starts on a character boundary.  The lines are numbered
+    from ``first_line``; with ``into``, they are added to what it holds, so
+    several stretches of one file are reported as one parse of them in order.
     """
-    lines = ParsedLines()
+    lines = ParsedLines() if into is None else into
     if start == 0 and data.startswith(BOM):
         start = min(len(BOM), end)
-    lineno = 1
+    lineno = first_line
     pos = start
     while pos < end:
         stop = end
@@ -293,10 +297,10 @@ def parse_lines(data: bytes, start: int, end: int) -> ParsedLines:
             text = block.decode("utf-8")
         except UnicodeDecodeError as exc:
             if 0 <= nul < exc.start:
-                raise NotText(pos + nul, _NUL) from None
-            raise NotText(pos + exc.start, _NOT_UTF8) from None
+                raise NotText(pos + nul, _NUL, data) from None
+            raise NotText(pos + exc.start, _NOT_UTF8, data) from None
         if nul >= 0:
-            raise NotText(pos + nul, _NUL)
+            raise NotText(pos + nul, _NUL, data)
         del block
         split = text.split("\n")
         del text

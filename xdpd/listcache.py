@@ -19,6 +19,7 @@ from xdpd.addrlist import (
     BOM,
     Collector,
     NotText,
+    ParsedLines,
     ParsedList,
     parse_lines,
     parse_list,
@@ -29,6 +30,20 @@ from xdpd.addrlist import (
 from xdpd.model import AddrSet, Origin
 from xdpd.packed import PackedOps, SpliceError, TupleOps, split
 from xdpd.problems import ConfigError
+
+
+SPLIT_ABOVE = 4096
+"""Bytes (old + new) of a changed stretch above which :func:`changed_regions`
+looks for unchanged lines inside it; below, parsing the stretch is cheaper."""
+
+_ANCHOR_MIN = 32
+"""Bytes at least of an anchor (whole lines), so that it is likely unique."""
+
+_ANCHOR_TRIES = 4
+"""Anchors tried per stretch before it is taken as changed throughout."""
+
+_NEAR = 16384
+"""Bytes either side of an anchor's expected place in the new version searched first."""
 
 
 class ListCache:
@@ -48,15 +63,16 @@ class ListCache:
     On the next load of a file:
 
     * the same bytes give the same AddrSet object;
-    * otherwise the common prefix and suffix of the old and new bytes are
-      found with C-speed compares, widened to whole lines, and only the lines
-      in between, old and new, are parsed.  Their addresses are removed from
-      and inserted into the sorted packed arrays (a removed address stays if
-      another copy is left in the file), and bad lines are reported with
-      their line numbers in the new file;
-    * when the changed stretch is more than ``max_patch_fraction`` of the
-      file, or changes more than ``max_patch_items`` addresses, the file is
-      parsed in full: patching is then no faster.
+    * otherwise the stretches of lines that differ are found with C-speed
+      compares and searches (:func:`changed_regions`: however many there
+      are and however far apart), and only those lines, old and new, are
+      parsed.  Their addresses are removed from and inserted into the sorted
+      packed arrays (a removed address stays if another copy is left in the
+      file), and bad lines are reported with their line numbers in the new
+      file;
+    * when the changed stretches add up to more than ``max_patch_fraction``
+      of the file, or change more than ``max_patch_items`` addresses, the
+      file is parsed in full: patching is then no faster.
 
     A version with problems is never kept, so after a bad edit the next load
     compares against the last good version, which is close to the fixed one.
@@ -66,9 +82,13 @@ class ListCache:
     rather than sorting a million addresses again.
     """
 
-    def __init__(self, *, max_patch_fraction: float = 1 / 16, max_patch_items: int = 20_000) -> None:
+    def __init__(self, *, max_patch_fraction: float = 1 / 16, max_patch_items: int = 20_000,
+                 split_above: int = SPLIT_ABOVE) -> None:
         self.max_patch_fraction = max_patch_fraction
         self.max_patch_items = max_patch_items
+        self.split_above = split_above
+        """A changed stretch longer than this (bytes, old + new) is searched
+        for unchanged lines inside it (see :func:`changed_regions`)."""
         self._entries: dict[str, ParsedList] = {}
         self._changes: dict[str, _Change] = {}
         """Per file patched since the last commit: its AddrSet before and after."""
@@ -134,23 +154,25 @@ class ListCache:
     ) -> tuple[ParsedList, _Change | None] | None:
         """``entry`` updated to ``new``, or None when a full parse is the better way."""
         old = entry.data
-        start, old_end, new_end = changed_lines(old, new)
-        if (old_end - start) + (new_end - start) > self.max_patch_fraction * max(len(old), len(new)):
+        budget = self.max_patch_fraction * max(len(old), len(new))
+        regions = changed_regions(old, new, split_above=self.split_above, budget=budget)
+        if regions is None:
             return None
+        gone, came = ParsedLines(), ParsedLines()
         try:
-            gone = parse_lines(old, start, old_end)
-        except NotText:  # pragma: no cover - the old version parsed cleanly
-            return None
+            for old_start, old_end, new_start, new_end in regions:
+                parse_lines(old, old_start, old_end, gone)
+                parse_lines(new, new_start, new_end, came)
+        except NotText as exc:
+            if exc.data is old:  # pragma: no cover - the old version parsed cleanly
+                return None
+            # The unchanged lines are text, so the first bad byte is in a changed one.
+            raise ConfigError([exc.problem(new, path, origin)]) from None
         if gone.nbad:  # pragma: no cover - likewise
             return None
-        try:
-            came = parse_lines(new, start, new_end)
-        except NotText as exc:
-            # The unchanged lines are text, so the first bad byte is here.
-            raise ConfigError([exc.problem(new, path, origin)]) from None
         if came.nbad:
             # The unchanged lines parsed cleanly before, so all bad lines are here.
-            raise ConfigError(came.problems(path, new.count(b"\n", 0, start)))
+            raise ConfigError(_numbered(new, regions).problems(path, 0))
         try:
             return _apply(entry, new, gone.collector, came.collector, self.max_patch_items)
         except SpliceError:  # pragma: no cover - the cache out of step with the file
@@ -237,8 +259,69 @@ def _patch_union(inputs: tuple[AddrSet, ...], result: AddrSet, plan: list[tuple[
     return AddrSet(v4_exact=parts[0], v6_exact=parts[1], v4_prefixes=parts[2], v6_prefixes=parts[3])
 
 
+def changed_regions(
+    old: bytes, new: bytes, *, split_above: int = SPLIT_ABOVE, budget: float = float("inf")
+) -> list[tuple[int, int, int, int]] | None:
+    """The stretches of whole lines where ``old`` and ``new`` differ, in order.
+
+    Returns ``(old_start, old_end, new_start, new_end)`` per stretch: between
+    and around them, ``old`` and ``new`` hold the same bytes (so the same
+    lines, meaning the same: see :func:`changed_lines`), and every position
+    is a line boundary.  Or None as soon as the stretches add up to more
+    than ``budget`` bytes (old + new): the caller then parses the whole file.
+
+    How: the common prefix and suffix bound one changed stretch
+    (:func:`changed_lines`).  If it is longer than ``split_above``, a few
+    whole lines from its middle in ``old`` are looked for in ``new``'s
+    stretch (``bytes.find``); where they are, the stretch splits into the
+    part before them and the part after, each narrowed the same way.  So
+    100 lines changed across a million cost a few passes of memcmp and find
+    over the file, not a parse of it.  Any match gives a correct answer (the
+    lines outside the stretches are equal, whatever they are lined up
+    with); a wrong one, say a duplicated line, only makes stretches longer.
+    """
+    out: list[tuple[int, int, int, int]] = []
+    total = 0
+    todo = [(0, len(old), 0, len(new))]
+    while todo:
+        region = _narrow(old, new, *todo.pop())
+        o0, o1, n0, n1 = region
+        size = (o1 - o0) + (n1 - n0)
+        if not size:
+            continue
+        if size > split_above:
+            anchor = _anchor(old, new, region)
+            if anchor is not None:
+                old_at, new_at, length = anchor
+                # Right part pushed first: the left one is done first, so out stays in order.
+                todo.append((old_at + length, o1, new_at + length, n1))
+                todo.append((o0, old_at, n0, new_at))
+                continue
+        total += size
+        if total > budget:
+            return None
+        out.append(region)
+    return out
+
+
+def _numbered(data: bytes, regions: list[tuple[int, int, int, int]]) -> ParsedLines:
+    """The new side of ``regions`` parsed again, numbered as lines of ``data``:
+    the same first bad lines, and the same cap, as a full parse reports.
+
+    Counting lines costs a pass over the file, so it is done only when there
+    is something to report.
+    """
+    lines = ParsedLines()
+    line, counted = 1, 0
+    for _, _, start, end in regions:
+        line += data.count(b"\n", counted, start)
+        counted = start
+        parse_lines(data, start, end, lines, first_line=line)
+    return lines
+
+
 def changed_lines(old: bytes, new: bytes) -> tuple[int, int, int]:
-    """The stretch of whole lines where ``old`` and ``new`` differ.
+    """The one stretch of whole lines that spans every difference of ``old`` and ``new``.
 
     Returns ``(start, old_end, new_end)``: ``old[:start] == new[:start]``,
     ``old[old_end:] == new[new_end:]``, and all three are line boundaries
@@ -246,18 +329,58 @@ def changed_lines(old: bytes, new: bytes) -> tuple[int, int, int]:
     means the same in both versions: a line that starts with a byte order
     mark counts as changed if it moves to or from the start of the data.
     """
-    prefix = _common_prefix(old, new)
-    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
-    start = old.rfind(b"\n", 0, prefix) + 1
-    old_end, new_end = len(old) - suffix, len(new) - suffix
+    start, old_end, _, new_end = _narrow(old, new, 0, len(old), 0, len(new))
+    return start, old_end, new_end
+
+
+def _narrow(old: bytes, new: bytes, o0: int, o1: int, n0: int, n1: int) -> tuple[int, int, int, int]:
+    """``old[o0:o1]`` and ``new[n0:n1]`` (line boundaries) without their common
+    leading and trailing lines."""
+    limit = min(o1 - o0, n1 - n0)
+    prefix = _common_prefix(old, o0, new, n0, limit)
+    if prefix == o1 - o0 == n1 - n0:
+        return o1, o1, n1, n1
+    suffix = _common_suffix(old, o1, new, n1, limit - prefix)
+    newline = old.rfind(b"\n", o0, o0 + prefix)
+    skip = newline + 1 - o0 if newline >= 0 else 0
+    old_end, new_end = o1 - suffix, n1 - suffix
     if not (_line_start(old, old_end) and _line_start(new, new_end)):
         # The first newline inside the common suffix ends the stretch.
         old_end = _line_end(old, old_end)
-        new_end = old_end + len(new) - len(old)
+        new_end = old_end + n1 - o1
     if (old_end == 0) != (new_end == 0) and old.startswith(BOM, old_end):
         old_end = _line_end(old, old_end)
-        new_end = old_end + len(new) - len(old)
-    return start, old_end, new_end
+        new_end = old_end + n1 - o1
+    return o0 + skip, old_end, n0 + skip, new_end
+
+
+def _anchor(old: bytes, new: bytes, region: tuple[int, int, int, int]) -> tuple[int, int, int] | None:
+    """Whole lines inside both stretches of ``region`` that are equal:
+    ``(old position, new position, length)``, or None if none was found.
+
+    Candidates start at the first line after the middle of ``old``'s
+    stretch; each is searched with its leading newline, so a match in
+    ``new`` starts a line too.
+    """
+    o0, o1, n0, n1 = region
+    newline = old.find(b"\n", (o0 + o1) // 2, o1)
+    for _ in range(_ANCHOR_TRIES):
+        if newline < 0:
+            return None
+        end = old.find(b"\n", newline + _ANCHOR_MIN, o1) + 1
+        if end <= 0:
+            return None
+        anchor = old[newline:end]
+        # Where it is if the edits before it kept their length, give or take
+        # a few lines: look there first, then in all of new's stretch.
+        near = n0 + newline - o0
+        found = new.find(anchor, max(n0, near - _NEAR), min(n1, near + _NEAR + len(anchor)))
+        if found < 0:
+            found = new.find(anchor, n0, n1)
+        if found >= 0:
+            return newline + 1, found + 1, end - newline - 1
+        newline = end - 1
+    return None
 
 
 def _line_end(data: bytes, pos: int) -> int:
@@ -270,27 +393,27 @@ def _line_start(data: bytes, pos: int) -> bool:
     return pos == 0 or data[pos - 1] == 0x0A
 
 
-def _common_prefix(a: bytes, b: bytes) -> int:
-    """Length of the common prefix, by halving: about len(a) bytes of memcmp."""
+def _common_prefix(a: bytes, a0: int, b: bytes, b0: int, limit: int) -> int:
+    """Length of the common prefix of ``a[a0:]`` and ``b[b0:]``, at most ``limit``,
+    by halving: about ``limit`` bytes of memcmp."""
     view = memoryview(b)
-    lo, hi = 0, min(len(a), len(b))  # a[:lo] == b[:lo]; the answer is <= hi
+    lo, hi = 0, limit  # a[a0:a0+lo] == b[b0:b0+lo]; the answer is <= hi
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if a.startswith(view[lo:mid], lo):
+        if a.startswith(view[b0 + lo : b0 + mid], a0 + lo):
             lo = mid
         else:
             hi = mid - 1
     return lo
 
 
-def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
-    """Length of the common suffix, at most ``limit``."""
+def _common_suffix(a: bytes, a1: int, b: bytes, b1: int, limit: int) -> int:
+    """Length of the common suffix of ``a[:a1]`` and ``b[:b1]``, at most ``limit``."""
     view = memoryview(b)
-    la, lb = len(a), len(b)
     lo, hi = 0, limit
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if a.endswith(view[lb - mid : lb - lo], 0, la - lo):
+        if a.endswith(view[b1 - mid : b1 - lo], 0, a1 - lo):
             lo = mid
         else:
             hi = mid - 1

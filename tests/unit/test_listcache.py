@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 import xdpd.listcache as listcache
 from xdpd.addrlist import load_addr_file
 from xdpd.config import load_config
-from xdpd.listcache import ListCache, changed_lines
+from xdpd.listcache import ListCache, changed_lines, changed_regions
 from xdpd.model import AddrSet, Config, Origin
 from xdpd.packed import PackedOps
 from xdpd.problems import ConfigError, Problem
 
 REF = Origin("/etc/xdpd/rules.yaml", 7, 15)
+SPLIT = listcache.SPLIT_ABOVE
 
 
 def v4(*addrs: str) -> bytes:
@@ -101,12 +102,45 @@ def test_a_hundred_line_block_is_patched(listfile: Path) -> None:
     assert cache.last[str(listfile)] == "patched"
 
 
-def test_edits_far_apart_fall_back_to_a_full_parse(listfile: Path) -> None:
+def test_edits_far_apart_are_patched(listfile: Path) -> None:
     lines = big_list(10_000)
     listfile.write_bytes(b"\n".join(lines) + b"\n")
     cache = ListCache()
     cache.load(str(listfile), REF)
     lines[0], lines[-1] = b"192.0.2.1", b"192.0.2.2"
+    listfile.write_bytes(b"\n".join(lines) + b"\n")
+    assert cache.load(str(listfile), REF) == fresh(listfile)
+    assert cache.last[str(listfile)] == "patched"
+
+
+def test_a_hundred_lines_scattered_over_a_big_file_are_patched(listfile: Path, monkeypatch) -> None:
+    lines = big_list(200_000)
+    listfile.write_bytes(b"\n".join(lines) + b"\n")
+    cache = ListCache()
+    cache.load(str(listfile), REF)
+    parsed: list[int] = []
+    real = listcache.parse_lines
+    monkeypatch.setattr(listcache, "parse_lines", lambda data, start, end, *a, **k: (
+        parsed.append(end - start), real(data, start, end, *a, **k))[1])
+    rng = random.Random(3)
+    for at, new in zip(sorted(rng.sample(range(len(lines)), 100)), big_list(100, seed=4)):
+        lines[at] = new
+    del lines[5], lines[150_000]
+    lines.insert(70_000, b"2001:db8::7")
+    listfile.write_bytes(b"\n".join(lines) + b"\n")
+    assert cache.load(str(listfile), REF) == fresh(listfile)
+    assert cache.last[str(listfile)] == "patched"
+    # Only stretches around the changed lines were parsed, old and new: far
+    # less than the 2.8 MB file.
+    assert sum(parsed) < 103 * 2 * SPLIT
+
+
+def test_a_rewritten_file_falls_back_to_a_full_parse(listfile: Path) -> None:
+    lines = big_list(10_000)
+    listfile.write_bytes(b"\n".join(lines) + b"\n")
+    cache = ListCache()
+    cache.load(str(listfile), REF)
+    lines[::8] = big_list(len(lines[::8]), seed=5)  # changes an eighth of the file: over 1/16
     listfile.write_bytes(b"\n".join(lines) + b"\n")
     assert cache.load(str(listfile), REF) == fresh(listfile)
     assert cache.last[str(listfile)] == "parsed"
@@ -328,16 +362,18 @@ _LINE = st.integers(0, 24).flatmap(lambda n: _BAD_LINES if n == 0 else _GOOD_LIN
 _ENDING = st.sampled_from([b"\n", b"\n", b"\n", b"\r\n"])
 _FILE = st.builds(
     lambda lines, last, bom: (b"\xef\xbb\xbf" if bom else b"") + b"".join(map(b"".join, lines)) + last,
-    st.lists(st.tuples(_LINE, _ENDING), max_size=25),
+    st.one_of(st.lists(st.tuples(_LINE, _ENDING), max_size=25), st.lists(st.tuples(_LINE, _ENDING), max_size=150)),
     st.one_of(st.just(b""), _LINE),
     st.integers(0, 9).map(lambda n: n == 0),
 )
 _EDIT = st.one_of(
-    st.tuples(st.just("lines"), st.integers(0, 30), st.integers(0, 3), st.lists(_LINE, max_size=3), _ENDING),
-    st.tuples(st.just("bytes"), st.integers(0, 400), st.integers(0, 4), st.binary(max_size=4)),
-    st.tuples(st.just("chars"), st.integers(0, 400), st.integers(0, 2), st.text("0123456789.:/#\n \r", max_size=4)),
+    st.tuples(st.just("lines"), st.integers(0, 160), st.integers(0, 3), st.lists(_LINE, max_size=3), _ENDING),
+    st.tuples(st.just("bytes"), st.integers(0, 2400), st.integers(0, 4), st.binary(max_size=4)),
+    st.tuples(st.just("chars"), st.integers(0, 2400), st.integers(0, 2), st.text("0123456789.:/#\n \r", max_size=4)),
     st.tuples(st.just("rewrite"), _FILE),
 )
+_EDITS = st.lists(_EDIT, min_size=1, max_size=12)
+"""Edits made together before one load: many of them, anywhere in the file."""
 
 
 def edit(data: bytes, change: tuple) -> bytes:
@@ -357,7 +393,10 @@ def edit(data: bytes, change: tuple) -> bytes:
     return data[:at] + insert + data[at + drop :]
 
 
-_LIMITS = st.sampled_from([(100.0, 10**6), (0.3, 10**6), (100.0, 3), (0.0, 10**6)])
+_LIMITS = st.tuples(
+    st.sampled_from([(100.0, 10**6), (0.3, 10**6), (100.0, 3), (0.0, 10**6)]),
+    st.sampled_from([0, 8, 64, SPLIT]),  # split_above: 0 splits every stretch it can
+).map(lambda t: (*t[0], t[1]))
 
 
 @pytest.fixture(scope="module")
@@ -365,14 +404,15 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("listcache")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_FILE, st.lists(_EDIT, min_size=1, max_size=6), _LIMITS)
-def test_cached_load_equals_fresh_load(workdir: Path, first: bytes, edits: list[tuple], limits: tuple) -> None:
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_FILE, st.lists(_EDITS, min_size=1, max_size=6), _LIMITS)
+def test_cached_load_equals_fresh_load(workdir: Path, first: bytes, loads: list[list[tuple]], limits: tuple) -> None:
+    """After each batch of edits (one or many, scattered), a load through the cache equals a fresh one."""
     path = workdir / "prop.txt"
-    cache = ListCache(max_patch_fraction=limits[0], max_patch_items=limits[1])
+    cache = ListCache(max_patch_fraction=limits[0], max_patch_items=limits[1], split_above=limits[2])
     data = first
-    for change in [None, *edits]:
-        if change is not None:
+    for changes in [[], *loads]:
+        for change in changes:
             data = edit(data, change)
         path.write_bytes(data)
         assert cached(cache, path) == fresh(path)
@@ -428,6 +468,40 @@ def test_changed_lines_bounds_whole_lines(old: bytes, edits: list[tuple]) -> Non
     assert old[:start] == new[:start] and old[old_end:] == new[new_end:]
     for data, pos in ((old, start), (new, start), (old, old_end), (new, new_end)):
         assert pos in (0, len(data)) or data[pos - 1 : pos] == b"\n"
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([b"a\n", b"bb\n", b"a", b"\n", b"ccc\n", b"\xef\xbb\xbfa\n"]), max_size=60).map(b"".join),
+       st.lists(st.tuples(st.just("bytes"), st.integers(0, 200), st.integers(0, 3), _AB), max_size=8),
+       st.sampled_from([0, 4, 64]))
+def test_changed_regions_cover_every_difference_in_whole_lines(old: bytes, edits: list[tuple], split: int) -> None:
+    new = old
+    for change in edits:
+        new = edit(new, change)
+    regions = changed_regions(old, new, split_above=split)
+    assert regions is not None
+    o = n = 0
+    for o0, o1, n0, n1 in regions:
+        assert o <= o0 <= o1 and n <= n0 <= n1
+        assert old[o:o0] == new[n:n0]  # equal between the stretches
+        for data, pos in ((old, o0), (old, o1), (new, n0), (new, n1)):
+            assert pos in (0, len(data)) or data[pos - 1 : pos] == b"\n"
+        # A line with a byte order mark does not move to or from the start.
+        assert (o0 == 0) == (n0 == 0) or not old.startswith(b"\xef\xbb\xbf", o0)
+        o, n = o1, n1
+    assert old[o:] == new[n:]
+    assert (o == 0) == (n == 0) or not old.startswith(b"\xef\xbb\xbf", o) or o == len(old)
+
+
+def test_changed_regions_of_scattered_edits_and_the_budget() -> None:
+    lines = [f"192.0.2.{i % 250}/32 # line {i}\n".encode() for i in range(2000)]
+    old = b"".join(lines)
+    lines[10], lines[1000], lines[1990] = b"x\n", b"y\n", b"z\n"
+    new = b"".join(lines)
+    regions = changed_regions(old, new)
+    assert regions is not None and len(regions) == 3
+    assert [new[n0:n1] for _, _, n0, n1 in regions] == [b"x\n", b"y\n", b"z\n"]
+    assert changed_regions(old, new, budget=50) is None  # 82 bytes of changed lines
 
 
 def test_changed_lines_of_a_one_line_edit() -> None:
