@@ -31,6 +31,7 @@ import pytest
 from tests.testbed.daemon import PYTHON, REPO_ROOT, XdpdProcess, config, pythonpath
 from tests.testbed.netbed import NetBed
 from tests.testbed.probe import UdpProbe
+from tests.testbed.toptable import near, parse
 from tests.testbed.xdplink import detach_xdp
 
 pytestmark = pytest.mark.kernel
@@ -43,44 +44,6 @@ RULES = f"""
     - {{name: busy-cap, action: limit, proto: udp, src: ["{BUSY}"], rate: {LIMIT}/s, burst: 10, per: rule}}
 """
 
-SUFFIX = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-
-
-def number(text: str) -> float:
-    m = re.fullmatch(r"([0-9.]+)([kMGT]?)", text)
-    assert m, f"not a rate: {text!r}"
-    return float(m.group(1)) * SUFFIX[m.group(2)]
-
-
-def parse(lines: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[str]]:
-    """(interfaces, rules, rule names in the order shown) from the text table."""
-    ifaces: dict[str, dict[str, Any]] = {}
-    rules: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
-    section, current = None, None
-    for line in lines:
-        if line.startswith("INTERFACE / VERDICT"):
-            section = "ifaces"
-        elif line.startswith("#   RULE"):
-            section = "rules"
-        elif not line.strip() or line.startswith("("):
-            continue
-        elif section == "ifaces" and line.startswith("  "):
-            label, pps, bps = line.split()
-            ifaces[current]["verdicts"][label] = (number(pps), number(bps))
-        elif section == "ifaces":
-            name, pps, bps, drops, *note = line.split()
-            current = name
-            ifaces[name] = {"pps": number(pps), "bps": number(bps), "drops": number(drops),
-                            "note": " ".join(note), "verdicts": {}}
-        elif section == "rules":
-            pos, name, action, pps, bps, limited, *note = line.split()
-            rules[name] = {"position": int(pos), "action": action, "pps": number(pps), "bps": number(bps),
-                           "limited": None if limited == "-" else number(limited), "note": " ".join(note)}
-            order.append(name)
-    return ifaces, rules, order
-
-
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": pythonpath()}
 
@@ -88,10 +51,6 @@ def env() -> dict[str, str]:
 def top_once(d: XdpdProcess, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", "xdpd", "top", *args, "--pin-dir", d.pin_dir], cwd=REPO_ROOT, env=env(),
                           capture_output=True, text=True, timeout=60)
-
-
-def near(got: float, want: float, rel: float = 0.10, slack: float = 3.0) -> bool:
-    return abs(got - want) <= rel * want + slack
 
 
 class Streams:

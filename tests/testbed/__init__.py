@@ -11,6 +11,7 @@ depends on pytest, so the tools use them too.
 - :mod:`~tests.testbed.traffic`: send UDP/TCP/ICMP across a bed and count arrivals;
 - :mod:`~tests.testbed.probe`: :class:`UdpProbe`, a steady stream counted per packet;
 - :mod:`~tests.testbed.frames`: Ethernet frames built byte by byte, and the checksum;
+- :mod:`~tests.testbed.toptable`: ``xdpd top``'s table read back as numbers;
 - :mod:`~tests.testbed.xdplink`: which XDP program an interface has, and every change;
 - :mod:`~tests.testbed.daemon`: ``xdpd run`` in a bed's victim namespace;
 - :mod:`~tests.testbed.program`: the compiled program run on frames (BPF_PROG_TEST_RUN);
