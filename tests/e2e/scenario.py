@@ -16,6 +16,7 @@ import os
 import shlex
 import textwrap
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from tests.e2e.machine import CommandFailed, Machine
@@ -29,6 +30,36 @@ SENDER_NS = "xdpdt-snd"
 TARGET = "192.0.2.1"
 BLOCKED = "192.0.2.2"
 OTHER = "192.0.2.3"
+
+SEND_UDP = textwrap.dedent("""
+    import json, socket, sys, time
+    src, sport, dport, count, interval, size = sys.argv[1:7]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, int(sport)))
+    payload, t0 = bytes(int(size)), time.monotonic()
+    at = t0
+    for _ in range(int(count)):
+        s.sendto(payload, ("%s", int(dport)))
+        at += float(interval)  # a fixed schedule: a late send is caught up, the rate stays
+        time.sleep(max(0.0, at - time.monotonic()))
+    print(json.dumps({"sent": int(count), "seconds": time.monotonic() - t0}))
+""") % TARGET
+"""Run in the sender namespace with ``src sport dport count interval size``: ``count``
+datagrams of ``size`` zero bytes, one every ``interval`` seconds; prints what it sent and
+how long that took (bounded by ``count * interval``)."""
+
+
+@dataclass(frozen=True)
+class TopRun:
+    """``xdpd top --once`` run in the container while a UDP stream flowed."""
+
+    stdout: str
+    stderr: str
+    returncode: int
+    stream_outlasted_top: bool
+    """The stream was still sending when top printed: its rates are of the stream."""
+    rate: float
+    """Datagrams per second the stream sent, over its whole run."""
 
 
 class Scenario:
@@ -74,6 +105,33 @@ class Scenario:
         assert out in ("received", "lost"), out
         return out == "received"
 
+    def send_udp(self, src: str, sport: int, dport: int, count: int, interval: float = 0.01,
+                 size: int = 0) -> None:
+        """``count`` datagrams from ``src:sport`` to the filtered side's ``dport`` (nothing listens)."""
+        args = " ".join(str(a) for a in (src, sport, dport, count, interval, size))
+        self.m.run(f"nsenter --net=/run/netns/{SENDER_NS} python3 -c {shlex.quote(SEND_UDP)} {args}",
+                   timeout=30 + count * interval)
+
+    def top_once_while_sending(self, src: str, dport: int, count: int, interval: float,
+                               top_interval: float, lead: float = 0.5) -> TopRun:
+        """``xdpd top --once --interval top_interval`` started ``lead`` seconds into a stream of
+        ``count`` datagrams from ``src``, one every ``interval`` s (the stream should outlast it)."""
+        script = textwrap.dedent(f"""
+            import json, subprocess, time
+            sender = subprocess.Popen(["nsenter", "--net=/run/netns/{SENDER_NS}", "python3", "-c",
+                                       {SEND_UDP!r}, "{src}", "0", "{dport}", "{count}", "{interval}", "0"],
+                                      stdout=subprocess.PIPE, text=True)
+            time.sleep({lead})
+            top = subprocess.run(["xdpd", "top", "--once", "--interval", "{top_interval}"],
+                                 capture_output=True, text=True, timeout=30)
+            running = sender.poll() is None
+            sent = json.loads(sender.communicate(timeout={30 + count * interval})[0])
+            print(json.dumps({{"stdout": top.stdout, "stderr": top.stderr, "returncode": top.returncode,
+                              "running": running, "rate": sent["sent"] / sent["seconds"]}}))
+        """)
+        out = json.loads(self.m.run(f"python3 -c {shlex.quote(script)}", timeout=60 + count * interval).stdout)
+        return TopRun(out["stdout"], out["stderr"], out["returncode"], out["running"], out["rate"])
+
     def wait_ping(self, src: str, passes: bool, timeout: float, what: str) -> float:
         """Poll until traffic from ``src`` passes (or is dropped); return the seconds it took."""
         return self.wait_until(lambda: self.ping(src, count=1) == passes, timeout,
@@ -112,10 +170,17 @@ class Scenario:
         return int(self.systemctl("show", "--value", "--property=MainPID", "xdpd").stdout.strip())
 
     def journal(self, *matches: str, since_cursor: str | None = None) -> list[dict]:
-        """``journalctl -u xdpd MATCHES -o json`` as dicts, oldest first."""
-        after = f"--after-cursor='{since_cursor}'" if since_cursor else ""
-        out = self.m.run(f"journalctl --no-pager -o json -u xdpd {after} " + " ".join(matches)).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        """``journalctl -u xdpd MATCHES -o json`` as dicts, oldest first; only the entries after
+        ``since_cursor`` if given.
+
+        Not ``--after-cursor``: Debian 12's journalctl (systemd 252) steps two entries on from
+        the cursor with it, assuming the cursor's entry satisfies the matches, so with matches
+        it loses the first entry that does.  ``--cursor`` steps one and may show the cursor's
+        own entry, which is left out here."""
+        start = f"--cursor='{since_cursor}'" if since_cursor else ""
+        out = self.m.run(f"journalctl --no-pager -o json -u xdpd {start} " + " ".join(matches)).stdout
+        entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return [e for e in entries if e["__CURSOR"] != since_cursor]
 
     def cursor(self) -> str:
         out = self.m.run("journalctl --no-pager -o json -n 1 -u xdpd").stdout.strip().splitlines()

@@ -8,7 +8,10 @@ in file order: install (by apt, resolving the package's dependencies), boot
 nothing), configure and start, traffic, journal fields, edit the config
 (applied without a restart), ``systemctl reload`` (and its failure on an
 invalid config, which leaves the old rules in force), metrics scraped with
-curl and written for node_exporter, ``xdpd ban`` by hand,
+curl and written for node_exporter, samples of a rule's packets as
+journal entries with their headers as fields (and none from a rule without
+``sample``), ``xdpd top --once`` showing a steady stream's rate for the
+interface and the rule, ``xdpd ban`` by hand,
 Debian's fail2ban banning and unbanning through the shipped action, stop
 (detaches), and purge (no pins left).
 """
@@ -24,7 +27,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.fail2ban import BANTIME, JAIL, PERMANENT_JAIL, Fail2ban
-from tests.e2e.scenario import BLOCKED, HOST_PIN_DIR, IFACE, OTHER
+from tests.e2e.scenario import BLOCKED, HOST_PIN_DIR, IFACE, OTHER, TARGET
+from tests.testbed.toptable import near, parse
 
 pytestmark = pytest.mark.e2e
 
@@ -72,6 +76,20 @@ TEXTFILE = "/var/lib/prometheus/node-exporter/xdpd.prom"
 CONFIG_METRICS = CONFIG_BLOCK_OTHER.replace(
     "settings: {log_interval: 1}",
     f'settings: {{log_interval: 1, metrics_listen: "127.0.0.1:{METRICS_PORT}", metrics_textfile: {TEXTFILE}}}')
+
+SAMPLED, UNSAMPLED = "sample-blocked-sender", "drop-other-unsampled"
+CONFIG_SAMPLES = f"""\
+    settings: {{log_interval: 1}}
+    interfaces:
+      {IFACE}: {{mode: auto}}
+    rules:
+      - {{name: {SAMPLED}, action: count, src: [{BLOCKED}], sample: 100/s}}
+      - {{name: {UNSAMPLED}, action: drop, src: [{OTHER}]}}
+"""
+UDP_SPORT, UDP_DPORT, UDP_SIZE, UDP_COUNT, PING_COUNT = 40404, 9, 100, 5, 2
+PING_LENGTH = 20 + 8 + 56
+"""IPv4 + ICMP headers and ping's default 56 bytes of data."""
+STREAM_RATE, STREAM_SECONDS, TOP_INTERVAL = 200, 4, 2
 
 APPLY_TIMEOUT = 10.0
 """A config change must be enforced within this many seconds (compiling is not needed)."""
@@ -221,6 +239,69 @@ def test_metrics_over_http_and_in_the_textfile(machine, sc):
     with open(machine.root.path + TEXTFILE) as f:
         written = samples(f.read())
     assert written[applied] == after[applied] and written[rule] == after[rule]
+
+
+def test_samples_of_a_rule_in_the_journal(machine, sc):
+    """A rule with ``sample: 100/s`` logs each of the few packets it matched as an XDPD_EVENT=sample
+    entry with their headers as fields; a rule without ``sample`` logs none of its own."""
+    sc.write_config(CONFIG_SAMPLES)
+    r = sc.systemctl("reload", "xdpd", check=False)
+    assert r.returncode == 0, r.stderr + sc.journal_text()
+    cursor = sc.cursor()
+    sc.send_udp(BLOCKED, UDP_SPORT, UDP_DPORT, UDP_COUNT, size=UDP_SIZE)
+    assert sc.ping(BLOCKED, count=PING_COUNT), "a count rule passes"
+    sc.send_udp(OTHER, UDP_SPORT, UDP_DPORT, UDP_COUNT, size=UDP_SIZE)
+    assert not sc.ping(OTHER, count=PING_COUNT)
+    sent = UDP_COUNT + PING_COUNT  # from each source, all within the sample rule's first second's burst
+
+    sc.wait_until(lambda: len(sc.journal("XDPD_EVENT=sample", since_cursor=cursor)) >= sent, 10,
+                  f"fewer than {sent} sample entries in the journal")
+    time.sleep(0.5)  # a sample too many would be logged by now (the daemon polls the ring every 0.2 s)
+    entries = sc.journal("XDPD_EVENT=sample", since_cursor=cursor)
+    assert len(entries) == sent, [e["MESSAGE"] for e in entries]
+    status = json.loads(machine.run("xdpd status --json").stdout)
+    assert status["rules"][UNSAMPLED]["packets"] == sent, "the unsampled rule matched (and logged nothing)"
+
+    common = {"XDPD_RULE": SAMPLED, "XDPD_IFACE": IFACE, "XDPD_VERDICT": "pass_default",  # the final verdict
+              "XDPD_SRC": BLOCKED, "XDPD_DST": TARGET, "PRIORITY": "6"}
+    udp = [e for e in entries if e.get("XDPD_PROTO") == "udp"]
+    icmp = [e for e in entries if e.get("XDPD_PROTO") == "icmp"]
+    assert (len(udp), len(icmp)) == (UDP_COUNT, PING_COUNT), [e["MESSAGE"] for e in entries]
+    for e in udp:
+        want = {**common, "XDPD_PROTO": "udp", "XDPD_SPORT": str(UDP_SPORT), "XDPD_DPORT": str(UDP_DPORT),
+                "XDPD_LENGTH": str(20 + 8 + UDP_SIZE)}
+        assert {k: e.get(k) for k in want} == want, e
+        assert "XDPD_ICMP_TYPE" not in e and "XDPD_TCP_FLAGS" not in e, e
+    for e in icmp:
+        want = {**common, "XDPD_PROTO": "icmp", "XDPD_ICMP_TYPE": "8", "XDPD_ICMP_CODE": "0",
+                "XDPD_LENGTH": str(PING_LENGTH)}
+        assert {k: e.get(k) for k in want} == want, e
+        assert "XDPD_SPORT" not in e and "XDPD_DPORT" not in e, e
+    # What an operator reads (journalctl's MESSAGE): one line per packet, what it is about first.
+    assert {e["MESSAGE"] for e in udp} == {
+        f"sample iface={IFACE} rule={SAMPLED} verdict=pass_default src={BLOCKED} dst={TARGET} proto=udp "
+        f"sport={UDP_SPORT} dport={UDP_DPORT} length={20 + 8 + UDP_SIZE}"}, udp
+
+
+def test_top_once_shows_the_rates_of_a_stream(sc):
+    """``xdpd top --once`` while the unsampled rule drops a steady stream: the interface, its drop_rule
+    verdict and the rule at the stream's rate, busiest first; and not one sample of the stream."""
+    cursor = sc.cursor()
+    run = sc.top_once_while_sending(OTHER, UDP_DPORT, STREAM_RATE * STREAM_SECONDS, 1 / STREAM_RATE,
+                                    TOP_INTERVAL)
+    assert (run.returncode, run.stderr) == (0, ""), run
+    assert run.stream_outlasted_top, "the stream ended before top's second reading: make it longer"
+    head, *table = run.stdout.splitlines()
+    assert re.fullmatch(rf"xdpd top: {HOST_PIN_DIR}, rates over {TOP_INTERVAL}\.\d\d s", head), head
+    ifaces, rules, order = parse(table)
+    shown = f"sent {run.rate:.0f}/s\n{run.stdout}"
+    assert order == [UNSAMPLED, SAMPLED], shown  # busiest first
+    assert rules[UNSAMPLED]["action"] == "drop" and near(rules[UNSAMPLED]["pps"], run.rate, 0.2), shown
+    assert rules[SAMPLED]["pps"] == 0, shown
+    iface = ifaces[IFACE]
+    assert near(iface["pps"], run.rate, 0.2) and near(iface["drops"], run.rate, 0.2), shown
+    assert near(iface["verdicts"]["drop_rule"][0], run.rate, 0.2), shown
+    assert sc.journal("XDPD_EVENT=sample", since_cursor=cursor) == [], "a rule without sample was sampled"
 
 
 def test_xdpd_ban_by_hand(machine, sc):
