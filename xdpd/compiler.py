@@ -13,6 +13,13 @@ daemon opens the staged pin, which keeps the program alive, and moves it to
 The child reports on stdout with one JSON line; errors go to stderr and
 the exit status says which kind (the daemon's own codes).
 
+A restart does not compile at all when the program pinned at
+``<pin dir>/prog`` is a build of the same inputs (:mod:`xdpd.buildid`:
+source, ``-D`` parameters, bcc and LLVM, kernel) whose maps are the ones
+pinned for this layout: :func:`find_or_compile` decides, and says why in
+:attr:`Loaded.reason` (the daemon logs it as ``program_reused`` or
+``program_compiled``).
+
 :func:`compile_program` is the compile itself (bcc, in the child; the
 program tests and the benchmark call it directly).  The program is
 specialised with ``-D`` flags from :class:`BuildParams`, never by editing
@@ -30,7 +37,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bpfsys, layout, pins
+from . import bpfsys, buildid, layout, pins
 from .exitcodes import EX_SOFTWARE, EX_USAGE
 
 STAGED = "prog_staged"
@@ -87,6 +94,30 @@ class Compiled:
     """The maps were created by this compile (so they are empty)."""
 
 
+@dataclass(frozen=True)
+class Build:
+    """Everything one build of the program is made from (nothing read from the kernel)."""
+
+    source: Path
+    layout_id: str
+    maps_dir: str
+    ban_dir: str
+    cflags: tuple[str, ...]
+
+    def identity(self) -> buildid.BuildIdentity:
+        return buildid.identify(self.layout_id, list(self.cflags))
+
+
+def plan_build(pin_dir: str, params: BuildParams) -> Build:
+    """The source, the pin paths and the flags of the build for ``params`` under ``pin_dir``."""
+    src = find_source()
+    lid = layout_id(src.read_bytes(), params)
+    maps_dir = os.path.join(pin_dir, "maps-" + lid)
+    ban_dir = pins.bans_dir(pin_dir, params.max_bans)
+    cflags = (f'-DPIN_DIR="{maps_dir}"', f'-DBAN_DIR="{ban_dir}"', "-w", *params.cflags())
+    return Build(src, lid, maps_dir, ban_dir, cflags)
+
+
 def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
     """Compile and load the program with its maps pinned under ``pin_dir``.
 
@@ -95,14 +126,12 @@ def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
     """
     from bcc import BPF  # imported late, and only ever in the child or a test
 
-    src = find_source()
-    text = src.read_bytes()
-    maps_dir = os.path.join(pin_dir, "maps-" + layout_id(text, params))
+    build = plan_build(pin_dir, params)
+    src, maps_dir, ban_dir = build.source, build.maps_dir, build.ban_dir
     fresh = not os.path.exists(os.path.join(maps_dir, "state"))
     os.makedirs(maps_dir, exist_ok=True)
-    ban_dir = pins.bans_dir(pin_dir, params.max_bans)
     os.makedirs(ban_dir, exist_ok=True)
-    cflags = [f'-DPIN_DIR="{maps_dir}"', f'-DBAN_DIR="{ban_dir}"', "-w", *params.cflags()]
+    cflags = list(build.cflags)
     try:
         bpf = BPF(src_file=str(src).encode(), cflags=cflags)
         prog = bpf.load_func(layout.PROG_NAME.encode(), BPF.XDP)
@@ -114,12 +143,137 @@ def compile_program(pin_dir: str, params: BuildParams) -> Compiled:
 
 @dataclass(frozen=True)
 class Loaded:
-    """A program compiled and loaded by the child, owned by this process now."""
+    """A program loaded (compiled by the child, or the pinned one reused), owned by this process now."""
 
     prog_fd: int
     maps_dir: str
     fresh: bool
     """The maps were created by this compile: empty."""
+    identity: buildid.BuildIdentity
+    """What it was built from: recorded with the pins once the daemon has pinned it."""
+    reused: bool = False
+    """The program pinned at ``<pin dir>/prog`` (no compile)."""
+    reason: str = ""
+    """Why it was compiled (or that it was reused): for the log."""
+
+
+class Reused:
+    """The pinned program, found to be a build of the same inputs: nothing to wait for.
+
+    The same interface as :class:`PendingCompile`, so the daemon's start does
+    not care which it got.
+    """
+
+    def __init__(self, loaded: Loaded) -> None:
+        self.loaded: Loaded | None = loaded
+
+    def wait(self) -> Loaded:
+        loaded, self.loaded = self.loaded, None
+        if loaded is None:
+            raise CompileError("the reused program was already taken or cancelled")
+        return loaded
+
+    def cancel(self) -> None:
+        if self.loaded is not None:
+            os.close(self.loaded.prog_fd)
+            self.loaded = None
+
+
+class Unbuildable:
+    """No source to build from: :meth:`wait` raises, as a failed compile does (after the config was read)."""
+
+    def __init__(self, error: CompileError) -> None:
+        self.error = error
+
+    def wait(self) -> Loaded:
+        raise self.error
+
+    def cancel(self) -> None:
+        pass
+
+
+def find_or_compile(pin_dir: str, params: BuildParams) -> "Reused | PendingCompile | Unbuildable":
+    """The pinned program if it is a build of the same inputs with its maps in place, else a compile.
+
+    Reuse needs all of: an xdpd program pinned at ``<pin dir>/prog``; a
+    build record (:mod:`xdpd.buildid`) naming that very program; the same
+    build identity now; and every map the daemon opens (the layout's maps
+    directory and the ban table) being one the program uses.  Anything else
+    compiles as a start always did, and :attr:`Loaded.reason` says why.
+    """
+    try:
+        build = plan_build(pin_dir, params)
+    except OSError as e:
+        return Unbuildable(CompileError(str(e)))
+    identity = build.identity()
+    fd, why = _reusable(pin_dir, build, identity)
+    if fd is not None:
+        return Reused(Loaded(fd, build.maps_dir, False, identity, reused=True, reason=why))
+    return PendingCompile(pin_dir, params, identity, why)
+
+
+def _reusable(pin_dir: str, build: Build, identity: buildid.BuildIdentity) -> tuple[int | None, str]:
+    """(a new fd of the pinned program, why) when it can be reused, else (None, why not)."""
+    try:
+        fd = pins.pinned_program(pin_dir)
+    except ValueError as e:
+        return None, str(e)
+    except OSError as e:
+        return None, f"the pinned program cannot be opened: {e}"
+    if fd is None:
+        return None, "no program pinned"
+    try:
+        info = bpfsys.prog_info(fd)
+        record = buildid.read_record(pin_dir)
+        if record is None:
+            why = "no build identity recorded with the pinned program (pinned by an older xdpd)"
+        elif record[0] != info.id:
+            why = f"the build identity recorded is for program {record[0]}, the pinned one is {info.id}"
+        elif changed := record[1].differences(identity):
+            why = "built from other inputs: " + ", ".join(changed) + " changed"
+        else:
+            why = _maps_not_used(info.map_ids, build)
+        if why:
+            os.close(fd)
+            return None, why
+        return fd, f"program {info.id} pinned by a previous daemon is a build of the same inputs"
+    except OSError as e:
+        os.close(fd)
+        return None, f"reading the pinned program: {e}"
+
+
+def _maps_not_used(map_ids: tuple[int, ...], build: Build) -> str:
+    """Why the maps pinned for this build are not the program's ("" when they are).
+
+    The program references only the maps its code uses (``rule_names`` and
+    the other bookkeeping maps are pinned beside them but not referenced),
+    so: the bank switch and the ban table must be among its maps, and no
+    pinned map may differ from the program's map of the same name.
+    """
+    used: dict[str, int] = {}
+    for map_id in map_ids:
+        try:
+            mfd = bpfsys.map_fd_by_id(map_id)
+        except OSError:
+            continue
+        try:
+            used[bpfsys.map_info(mfd).name] = map_id
+        finally:
+            os.close(mfd)
+    for d, names, required in ((build.maps_dir, layout.MAPS, "state"), (build.ban_dir, layout.BAN_MAPS, "bans")):
+        for name in names:
+            path = os.path.join(d, name)
+            try:
+                mfd = bpfsys.obj_get(path)
+            except OSError:
+                return f"{path} is not pinned"
+            try:
+                info = bpfsys.map_info(mfd)
+            finally:
+                os.close(mfd)
+            if used.get(info.name, info.id) != info.id or (name == required and info.id not in used.values()):
+                return f"{path} is not the pinned program's map"
+    return ""
 
 
 class PendingCompile:
@@ -129,8 +283,11 @@ class PendingCompile:
     slowest part of a start) overlaps with parsing a large blocklist.
     """
 
-    def __init__(self, pin_dir: str, params: BuildParams) -> None:
+    def __init__(self, pin_dir: str, params: BuildParams, identity: buildid.BuildIdentity | None = None,
+                 reason: str = "") -> None:
         self.pin_dir, self.params = pin_dir, params
+        self.identity = identity if identity is not None else plan_build(pin_dir, params).identity()
+        self.reason = reason
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -161,7 +318,7 @@ class PendingCompile:
         staged = os.path.join(self.pin_dir, STAGED)
         fd = bpfsys.obj_get(staged)
         os.unlink(staged)  # our fd keeps the program loaded
-        return Loaded(fd, maps_dir, fresh)
+        return Loaded(fd, maps_dir, fresh, self.identity, reason=self.reason)
 
 
 def _child(pin_dir: str, params_json: str) -> int:

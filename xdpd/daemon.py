@@ -1,7 +1,9 @@
 """The daemon: the one place where every part is built and wired together.
 
 Read :func:`run` top to bottom to see the whole system: config, checks,
-compile (in a child, see :mod:`xdpd.compiler`), adopt what a previous daemon
+compile (in a child, see :mod:`xdpd.compiler`; a restart reuses the pinned
+program when it is a build of the same inputs and logs ``program_reused``,
+else ``program_compiled`` with the reason), adopt what a previous daemon
 pinned, enforce, notify, then :class:`Daemon.loop`, which reconciles when a
 trigger fires and reports counts until SIGTERM.
 
@@ -35,8 +37,9 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import bans, logs, pins, prereq, reloadstate
-from .compiler import BuildParams, CompileError, PendingCompile
+from . import bans, bpfsys, buildid, logs, pins, prereq, reloadstate
+from .buildid import BuildIdentity
+from .compiler import BuildParams, CompileError, find_or_compile
 from .config import ConfigError, ListCache, load_config, peek_settings
 from .settingsparse import CAPACITY_LIMITS
 from .counts import CountReporter
@@ -305,6 +308,17 @@ class Daemon:
         self.last_status = summary
 
 
+def _record_build(log, pin_dir: str, prog_id: int, identity: BuildIdentity) -> None:
+    """Record what the pinned program was built from, so the next start can reuse it.
+
+    A record that cannot be written only costs the next start a compile.
+    """
+    try:
+        buildid.write_record(pin_dir, prog_id, identity)
+    except (OSError, ValueError) as e:
+        log.warning("build_record_failed", detail=str(e), hint="the next start compiles the program again")
+
+
 def _log_links(log, result: Outcome, skip_repaired: bool = False) -> None:
     for name, mode in result.attached.items():
         if not (skip_repaired and name in result.repaired):
@@ -357,9 +371,10 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
     except prereq.Missing as e:
         log.error("prerequisite_missing", detail=str(e))
         return EX_UNAVAILABLE
-    # Compiling takes seconds, and so does parsing a big blocklist: overlap them.
+    # Compiling takes seconds, and so does parsing a big blocklist: overlap them.  A restart
+    # whose pinned program is a build of the same inputs skips the compile (see xdpd.compiler).
     params = build_params(peek_settings(config_dir))
-    compiling = PendingCompile(pin_dir, params)
+    compiling = find_or_compile(pin_dir, params)
     cache = ListCache()
     try:
         config = load_config(config_dir, cache=cache)
@@ -373,11 +388,16 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
     try:
         if build_params(config.settings) != params:  # the peek guessed wrong: compile again
             compiling.cancel()
-            compiling = PendingCompile(pin_dir, build_params(config.settings))
+            compiling = find_or_compile(pin_dir, build_params(config.settings))
         loaded = compiling.wait()
     except CompileError as e:
         log.error("compile_failed", detail=str(e))
         return EX_SOFTWARE
+    prog_id = bpfsys.prog_info(loaded.prog_fd).id
+    if loaded.reused:
+        log.info("program_reused", prog_id=prog_id, reason=loaded.reason)
+    else:
+        log.info("program_compiled", prog_id=prog_id, reason=loaded.reason)
     try:
         maps = PinnedMaps(loaded.maps_dir)
     except (LayoutMismatch, OSError) as e:
@@ -410,6 +430,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
                     log.error("attach_failed", detail=str(e))
                     return EX_SOFTWARE
                 pin_program(loaded.prog_fd, pin_dir)
+                _record_build(log, pin_dir, prog_id, loaded.identity)
                 _log_links(log, result)
                 for name in result.plan.missing:
                     log.warning("interface_missing", iface=name, hint="configured but not present; "
