@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from . import layout
-from .imagediff import ImageDiff, diff_images
-from .model import Config
+from .imagediff import BankDiff, ImageDiff, diff_banks, diff_images
+from .model import Config, Rule
 from .observed import IfaceSlot, LinkXdp, Observed, RuleSlot
-from .tables import BankImage, IfaceEntry, build_image, iface_entries, rule_digest
+from .tables import (BankImage, IfaceEntry, build_image, header_tables, iface_entries, rule_digest,
+                     without_addresses)
 
 
 class PlanError(ValueError):
@@ -85,7 +86,7 @@ class Plan:
     1. When ``write`` is set: record ``rule_slots_during`` (old and new
        names while both banks may be read) and ``iface_slots_during``, zero
        the counters of the fresh slots, write ``image`` into the inactive
-       bank and switch to it.
+       bank (the entries of ``addrs``) and switch to it.
     2. Carry out ``links`` in order.
     3. Record ``rule_slots``, and each configured interface's slot with the
        mode it runs in.
@@ -100,6 +101,9 @@ class Plan:
     previous: BankImage | None
     """What the active bank holds now: the rule set a failure switches back to."""
     changes: ImageDiff
+    addrs: BankDiff
+    """The address entries that differ from ``previous`` to ``image``: what
+    ``changes`` counts, and what the bank writer writes (computed once)."""
     rules_changed: tuple[str, ...]
     """Rules whose definition changed (by digest) under the same name."""
     rule_slots: Mapping[int, RuleSlot]
@@ -150,12 +154,15 @@ class ImageCache:
 
     A periodic drift check with a million addresses would otherwise rebuild
     the same image every time.  The config is compared by identity (a
-    reload makes a new one), slots and interfaces by value.
+    reload makes a new one), slots and interfaces by value.  A reload whose
+    rules differ only in their addresses (a list edit) re-uses the header
+    tables (:func:`xdpd.tables.header_tables`) of the last build.
     """
 
     def __init__(self) -> None:
         self._inputs: tuple | None = None
         self._built: tuple[BankImage, dict[str, int]] | None = None
+        self._headers: tuple[tuple[Rule, ...], dict[str, object]] | None = None
 
     def build(self, config: Config, rule_slots: Mapping[str, int],
               ifaces: Sequence[IfaceEntry]) -> tuple[BankImage, dict[str, int]]:
@@ -163,7 +170,10 @@ class ImageCache:
         if self._built is not None and self._inputs is not None \
                 and self._inputs[0] is config and self._inputs[1:] == inputs:
             return self._built
-        self._built = (build_image(config, rule_slots, ifaces),
+        shape = without_addresses(config.rules)
+        if self._headers is None or self._headers[0] != shape:
+            self._headers = (shape, header_tables(config.rules))
+        self._built = (build_image(config, rule_slots, ifaces, self._headers[1]),
                        {r.name: rule_digest(r) for r in config.rules})
         self._inputs = (config, *inputs)
         return self._built
@@ -196,14 +206,16 @@ def plan(config: Config, observed: Observed, cache: ImageCache | None = None) ->
                   for r in config.rules}
     before = {s.name: s.digest for s in observed.rule_slots.values()}
     changed = tuple(r.name for r in config.rules if r.name in before and before[r.name] != digests[r.name])
+    addrs = diff_banks(observed.active, image)
     changes = diff_images(observed.active, image,
                           {slot: s.name for slot, s in observed.rule_slots.items()},
-                          {slot: s.name for slot, s in rule_slots.items()})
+                          {slot: s.name for slot, s in rule_slots.items()}, addrs)
     return Plan(
         image=image,
         write=observed.active != image,
         previous=observed.active,
         changes=changes,
+        addrs=addrs,
         rules_changed=changed,
         rule_slots=rule_slots,
         rule_slots_during={**observed.rule_slots, **rule_slots},

@@ -226,20 +226,21 @@ class BankImage:
 
 
 def build_image(config: Config, rule_slots: Mapping[str, int],
-                ifaces: Iterable[IfaceEntry]) -> BankImage:
+                ifaces: Iterable[IfaceEntry], headers: Mapping[str, object] | None = None) -> BankImage:
     """The bank contents for ``config``.
 
     ``rule_slots`` gives each rule's counter slot (stable across reloads, see
     :func:`xdpd.plan.assign_slots`); ``ifaces`` are the interfaces to enable, already
-    resolved to ifindexes by the caller (that is observed state).
+    resolved to ifindexes by the caller (that is observed state).  ``headers``
+    is :func:`header_tables` of these rules, if the caller kept it from a
+    build with the same rules but for their addresses.
     """
     rules = config.rules
     if len(rules) > layout.MAX_RULES:
         raise ValueError(f"{len(rules)} rules; the XDP program holds at most {layout.MAX_RULES}")
     all_rules = (1 << len(rules)) - 1
-    decisive = bits(i for i, r in enumerate(rules) if r.action not in (Action.COUNT, Action.LIMIT))
-    src_wild = wild(rules, lambda r: r.src)
-    dst_wild = wild(rules, lambda r: r.dst)
+    if headers is None:
+        headers = header_tables(rules)
 
     addrs: dict[tuple[str, int], AddrTable] = {}
     flags = 0
@@ -257,43 +258,59 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
                     if table.lpm:
                         flags |= layout.ADDR_FLAGS[(direction, family, "lpm")]
             addrs[(direction, family)] = table
-    headers = {
-        "ttl_wild": wild(rules, lambda r: r.ttl), "len_wild": wild(rules, lambda r: r.length),
-        "vlan_wild": wild(rules, lambda r: r.vlans), "tcpf_wild": wild(rules, lambda r: r.tcp_flags),
-        "icmpt_wild": wild(rules, lambda r: r.icmp_types), "icmpc_wild": wild(rules, lambda r: r.icmp_codes),
-    }
-    for name, m in headers.items():
-        if m != all_rules:
-            flags |= layout.HDR_FLAGS[name]
+    for name, flag in layout.HDR_FLAGS.items():
+        if headers[name] != all_rules:
+            flags |= flag
 
     return BankImage(
         rules=tuple(rule_entry(r, rule_slots[r.name]) for r in rules),
-        l4_wild=wild(rules, lambda r: r.protos) & wild(rules, lambda r: r.dst_ports),
-        src_wild=src_wild,
-        dst_wild=dst_wild,
-        decisive=decisive,
+        src_wild=wild(rules, lambda r: r.src),
+        dst_wild=wild(rules, lambda r: r.dst),
         flags=flags,
-        proto=(proto := proto_table(rules)),
-        sport=port_table(rules, lambda r: r.src_ports),
-        dport=(dport := port_table(rules, lambda r: r.dst_ports)),
-        dport_l4=restricted(dport, proto[6]) + restricted(dport, proto[17]),
         addrs=addrs,
         ifaces=tuple(sorted((replace(e, rules=e.rules & all_rules,
                                      untagged=e.rules & all_rules & headers["vlan_wild"])
                              for e in ifaces), key=lambda e: e.ifindex)),
-        proto_wild=wild(rules, lambda r: r.protos),
-        sport_wild=wild(rules, lambda r: r.src_ports),
-        dport_wild=wild(rules, lambda r: r.dst_ports),
-        ttl=(ttl := range_table(rules, lambda r: r.ttl, 256)),
-        length=(length := range_table(rules, lambda r: r.length, layout.LEN_SLOTS)),
-        ttl_common=longest_run(ttl),
-        len_common=longest_run(length),
-        vlan=range_table(rules, lambda r: r.vlans, layout.VLAN_IDS),
-        tcp_flags=tcp_flags_table(rules),
-        icmp_type=icmp_type_table(rules),
-        icmp_code=range_table(rules, lambda r: r.icmp_codes, 256),
-        **headers,
+        **headers,  # type: ignore[arg-type]
     )
+
+
+def header_tables(rules: Sequence[Rule]) -> dict[str, object]:
+    """The :class:`BankImage` fields that depend on the rules but not on their addresses.
+
+    Tens of milliseconds (the port tables have 65,536 slots): a reload that
+    changed only addresses, such as a list edit, re-uses them
+    (:class:`xdpd.plan.ImageCache`), which also keeps them the same objects,
+    so the bank writer's compare of them is one identity test.
+    """
+    return {
+        "l4_wild": wild(rules, lambda r: r.protos) & wild(rules, lambda r: r.dst_ports),
+        "decisive": bits(i for i, r in enumerate(rules) if r.action not in (Action.COUNT, Action.LIMIT)),
+        "proto": (proto := proto_table(rules)),
+        "sport": port_table(rules, lambda r: r.src_ports),
+        "dport": (dport := port_table(rules, lambda r: r.dst_ports)),
+        "dport_l4": restricted(dport, proto[6]) + restricted(dport, proto[17]),
+        "proto_wild": wild(rules, lambda r: r.protos),
+        "sport_wild": wild(rules, lambda r: r.src_ports),
+        "dport_wild": wild(rules, lambda r: r.dst_ports),
+        "ttl": (ttl := range_table(rules, lambda r: r.ttl, 256)),
+        "length": (length := range_table(rules, lambda r: r.length, layout.LEN_SLOTS)),
+        "ttl_common": longest_run(ttl),
+        "len_common": longest_run(length),
+        "vlan": range_table(rules, lambda r: r.vlans, layout.VLAN_IDS),
+        "tcp_flags": tcp_flags_table(rules),
+        "icmp_type": icmp_type_table(rules),
+        "icmp_code": range_table(rules, lambda r: r.icmp_codes, 256),
+        "ttl_wild": wild(rules, lambda r: r.ttl), "len_wild": wild(rules, lambda r: r.length),
+        "vlan_wild": wild(rules, lambda r: r.vlans), "tcpf_wild": wild(rules, lambda r: r.tcp_flags),
+        "icmpt_wild": wild(rules, lambda r: r.icmp_types), "icmpc_wild": wild(rules, lambda r: r.icmp_codes),
+    }
+
+
+def without_addresses(rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    """The rules with their addresses left out: equal for two configs exactly
+    when their :func:`header_tables` are equal."""
+    return tuple(replace(r, src=None, dst=None, src_files=(), dst_files=()) for r in rules)
 
 
 def iface_entries(config: Config, ifindexes: Mapping[str, int],

@@ -137,3 +137,52 @@ def test_an_interface_beyond_the_programs_ifindex_range_is_refused_before_anythi
     big = {"eth1": LinkXdp("eth1", layout.IFINDEX_MAX, None, 0)}
     with pytest.raises(PlanError, match="eth1: ifindex"):
         plan(config, Observed(links=big, prog_id=OURS, active=None))
+
+
+def test_the_plan_holds_one_address_diff_that_counts_and_writes_the_change():
+    # The one diff of a change: the planner's counts come from it, and it
+    # holds exactly the entries a bank that holds the active image needs.
+    big = ", ".join(f"198.51.100.{i}" for i in range(1, 101))
+    before = f"rules: [{{name: bad, action: drop, src: [{big}, 203.0.113.0/24]}}]"
+    after = before.replace("198.51.100.7,", "192.0.2.9,").replace("203.0.113.0/24", "203.0.113.0/25")
+    observed = enforced(before, {})
+    p = plan(parse_config_text(after, "t.yaml"), observed)
+    assert p.addrs.base is observed.active and p.addrs.image is p.image
+    entries = p.addrs.for_maps(("src", 4))
+    assert entries.exact.upserts == ((1, bytes([192, 0, 2, 9])),)
+    assert entries.exact.deletes == bytes([198, 51, 100, 7])
+    assert entries.lpm_upserts == ((bytes([203, 0, 113, 0]), 25, 1),)
+    assert entries.lpm_deletes == ((bytes([203, 0, 113, 0]), 24),)
+    assert "addresses: +2 -2" in p.lines()
+    # Unchanged: an empty diff, and no write.
+    p = plan(parse_config_text(before, "t.yaml"), observed)
+    assert not any(p.addrs.tables.values()) and not p.write
+
+
+def test_a_small_table_is_not_in_the_maps_so_its_map_entries_differ_from_its_diff():
+    small = "rules: [{name: bad, action: drop, src: [192.0.2.1]}]"
+    many = ", ".join(f"198.51.100.{i}" for i in range(1, layout.SMALL_MAX + 2))
+    p = plan(parse_config_text(f"rules: [{{name: bad, action: drop, src: [192.0.2.1, {many}]}}]", "t.yaml"),
+             enforced(small, {}))
+    assert len(p.addrs.tables[("src", 4)].exact.upserts[0][1]) == 4 * (layout.SMALL_MAX + 1)
+    # The hash map held nothing (the one address was in the small table): all go in.
+    assert len(p.addrs.for_maps(("src", 4)).exact.upserts[0][1]) == 4 * (layout.SMALL_MAX + 2)
+
+
+def test_an_address_edit_reuses_the_header_tables_and_builds_what_a_fresh_build_does():
+    from xdpd.plan import ImageCache
+    from xdpd.tables import build_image
+    cache = ImageCache()
+    slots = {"bad": 0, "dns": 1}
+
+    def built(text: str):
+        config = parse_config_text(text, "t.yaml")
+        image, _ = cache.build(config, slots, [])
+        assert image == build_image(config, slots, [])
+        return image
+
+    first = built(BASE)
+    edited = built(BASE.replace("192.0.2.2", "192.0.2.3"))
+    assert edited.addrs != first.addrs and edited.dport_l4 is first.dport_l4
+    ports = built(BASE.replace("dst_port: 53", "dst_port: 54"))
+    assert ports.dport_l4 != edited.dport_l4
