@@ -45,17 +45,17 @@ def test_nft_rules_per_family_in_order() -> None:
     text = nftables.script(rules(), "veth0")
     assert 'type filter hook ingress device "veth0" priority 0; policy accept;' in text
     lines = [line.strip() for line in text.splitlines()]
-    assert 'ip saddr @r4_saddr4 counter drop comment "drop-hosts"' in lines
+    assert 'ip saddr @r4_src4 counter drop comment "drop-hosts"' in lines
     assert 'ip6 saddr 2001:db8:bad::1 counter drop comment "drop-hosts"' in lines
     assert 'ip daddr 198.51.100.99 meta l4proto tcp th dport 22 counter drop comment "drop-db-ssh"' in lines
     assert 'meta l4proto tcp th dport 137-139 counter drop comment "drop-tcp-137"' in lines
     assert 'meta l4proto tcp th dport 80 counter comment "count-http"' in lines
-    assert lines.index('ip saddr @r53_saddr4 counter drop comment "blocklist"') < lines.index(
-        'ip6 saddr @r53_saddr6 counter drop comment "blocklist"') < lines.index('counter comment "default"')
+    assert lines.index('ip saddr @r53_src4 counter drop comment "blocklist"') < lines.index(
+        'ip6 saddr @r53_src6 counter drop comment "blocklist"') < lines.index('counter comment "default"')
     # prefixes need an interval set, hosts alone a hash set
-    blocklist = text[text.index("set r53_saddr4"):text.index("set r53_saddr6")]
+    blocklist = text[text.index("set r53_src4"):text.index("set r53_src6")]
     assert "flags interval" in blocklist and "5.6.7.0/24" in blocklist and "1.2.3.4," in blocklist
-    dst = text[text.index("set r54_daddr4"):text.index("chain ingress")]
+    dst = text[text.index("set r54_dst4"):text.index("chain ingress")]
     assert "flags interval" not in dst
 
 

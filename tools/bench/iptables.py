@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from tests.testbed.netbed import NetBed
-from tools.bench.ruleparts import Unsupported, check, cidrs, families, port_items, proto_name
+from tools.bench.ruleparts import Unsupported, address_fields, check, families, port_items, proto_name
 from xdpd.model import Action, Rule
 
 DEFAULT = "default"
@@ -53,20 +53,16 @@ def scripts(rules: list[Rule]) -> Scripts:
         check(rule)
         for fam in families(rule):
             opts = []
-            for flag, key, addrs in (("-s", "src", rule.src), ("-d", "dst", rule.dst)):
-                if addrs is None:
+            for direction, items, name in address_fields(rule, i, fam):
+                if name is None:
+                    opts.append(f"{'-s' if direction == 'src' else '-d'} {items[0]}")
                     continue
-                items = cidrs(addrs, fam)
-                if len(items) == 1:
-                    opts.append(f"{flag} {items[0]}")
-                    continue
-                name = f"r{i}_{key}{fam}"
                 size = max(1024, 1 << (len(items) - 1).bit_length())
                 sets.append(f"create {name} hash:net family inet{'6' if fam == 6 else ''} "
                             f"hashsize {size} maxelem {max(65536, size)}")
                 sets.extend(f"add {name} {a}" for a in items)
                 addresses += len(items)
-                opts.append(f"-m set --match-set {name} {key}")
+                opts.append(f"-m set --match-set {name} {direction}")
             if rule.protos:
                 if len(rule.protos) != 1:
                     raise Unsupported(f"rule {rule.name}: iptables takes one protocol per rule")

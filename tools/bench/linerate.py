@@ -25,7 +25,12 @@ per-round ratios.  The victim of the first bed carries, in turn:
    addresses as sets (:mod:`tools.bench.nftables`), timed ``nft -f``;
 6. iptables raw PREROUTING with the addresses in ipsets ``hash:net``
    (:mod:`tools.bench.iptables`), timed ``ipset restore``; Debian's default
-   backend (iptables-nft), and iptables-legacy unless ``--no-legacy``.
+   backend (iptables-nft), and with ``--legacy`` iptables-legacy too.
+
+``--program-time`` adds, for every row with an XDP program, one flood with
+the kernel's BPF run-time statistics on (:mod:`tools.bench.progtime`): ns
+per frame inside the program; and two rows that split a listed source's
+cost (the big list as the only rule, with and without its prefixes).
 
 Received is what the victim's veth took in (the sender's ``tx_packets``;
 frames that found its 256-frame ring full are ``tx_dropped`` and are not
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -51,15 +57,17 @@ from tests.testbed import frames
 from tests.testbed.daemon import XdpdProcess, config
 from tests.testbed.netbed import NetBed
 from tests.testbed.netns import call_in_netns
+from tests.testbed.xdplink import xdp_prog_id
 from tools.bench import iptables, nftables, ruleyaml
 from tools.bench.daemonrun import wait_quiet
 from tools.bench.linereport import NFT_LISTED, XDPD_LISTED, LineResults, Row, line_report
+from tools.bench.progtime import run_stats, run_time_stats
 from tools.bench.ruleparts import with_host
 from tools.bench.rulesets import address_rules, base_rules, make_pool, port_rules
 from tools.bench.session import load_average, log, unwind_on_signals
 from tools.trafficgen import TrafficGen
 from tools.trafficgen.link import set_gro
-from xdpd.model import Rule
+from xdpd.model import AddrSet, Rule
 
 FLOOD_FRAMES = 3_000_000
 DROP_ONLY = "int drop_all(struct xdp_md *ctx) { return XDP_DROP; }"
@@ -85,7 +93,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=FLOOD_FRAMES, help="frames per flood")
     ap.add_argument("--rounds", type=int, default=3, help="floods per scenario (the median is reported)")
-    ap.add_argument("--no-legacy", action="store_true", help="skip the iptables-legacy rows")
+    ap.add_argument("--legacy", action="store_true", help="also measure iptables-legacy (about 40 s more)")
+    ap.add_argument("--program-time", action="store_true",
+                    help="also time the XDP program per frame (kernel BPF statistics, one more flood per XDP row)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root (BPF programs, network namespaces)", file=sys.stderr)
@@ -139,6 +149,8 @@ class LineRate:
                 TrafficGen(self.ceiling_bed.sender_ns, self.ceiling_bed.sender_if) as self.gen_ceiling, \
                 TrafficGen(self.bed.sender_ns, self.bed.sender_if) as self.gen:
             self.ceiling_frame = self.frame(LISTED_SRC, bed=self.ceiling_bed)
+            if self.args.program_time:
+                self.ceiling.prog_ns = self.program_time(self.ceiling_bed, self.gen_ceiling, self.ceiling_frame)
             self.xdpd_rows(rules)
             self.stack_rows(rules)
         return LineResults(self.args.frames, self.args.rounds, self.ceiling, self.rows, self.notes, [])
@@ -155,8 +167,21 @@ class LineRate:
             r = self.gen.flood(frame, self.args.frames, seconds_max=30.0)
             row.add(r.seconds, r.sent, r.delivered, count() - before, self.ceiling.received[-1])
             time.sleep(0.1)
+        if self.args.program_time:
+            row.prog_ns = self.program_time(self.bed, self.gen, frame)
         self.rows.append(row)
         return row
+
+    def program_time(self, bed: NetBed, gen: TrafficGen, frame: bytes) -> float | None:
+        """ns per run of the XDP program on ``bed``'s victim over one flood of ``frame`` (None: no program)."""
+        prog_id = xdp_prog_id(bed.victim_ns, bed.victim_if)
+        if not prog_id:
+            return None
+        with run_time_stats():
+            runs, ns = run_stats(prog_id)
+            gen.flood(frame, self.args.frames, seconds_max=30.0)
+            runs_after, ns_after = run_stats(prog_id)
+        return (ns_after - ns) / max(1, runs_after - runs)
 
     # ------------------------------------------------------------ xdpd
 
@@ -174,6 +199,8 @@ class LineRate:
                          note=started)
             self.measure("xdpd, 64 rules + 1M addresses, unlisted source (passed to the stack)",
                          "XDP pass_default", self.frame(UNLISTED_SRC), verdict(d, "pass_default"))
+        if self.args.program_time:
+            self.hash_rows(rules)
         dns = self.frame(LISTED_SRC, dport=53)
         with self.daemon(config(bed.victim_if, BASE_RULES.replace("PER", "source"), mode="native")) as d:
             self.measure("xdpd, 10 rules + a per-source limit, one source over the rate", "XDP drop_limit",
@@ -183,6 +210,21 @@ class LineRate:
         with self.daemon(config(bed.victim_if, BASE_RULES.replace("PER", "rule"), mode="native")) as d:
             self.measure("xdpd, 10 rules + a shared limit (per: rule), over the rate", "XDP drop_limit",
                          dns, verdict(d, "drop_limit"))
+
+    def hash_rows(self, rules: list[Rule]) -> None:
+        """Where a listed source's time goes: the big source list alone as one rule, with and without its prefixes.
+
+        With its /24s and IPv6 prefixes the rule needs the exact hash and
+        the LPM trie; with its /32s alone, only the hash (behind the bitmap
+        filter).  Against the 64-rule row: what the other 63 rules add.
+        """
+        [big] = [r for r in rules if r.name == "blocklist-src"]
+        hosts = dataclasses.replace(big, src=AddrSet(v4_exact=big.src.v4_exact))
+        for label, rule in (("xdpd, 1 rule: blocklist-src (hosts and prefixes, ~790k), listed source", big),
+                            ("xdpd, 1 rule: blocklist-src's IPv4 hosts only (hash), listed source", hosts)):
+            text, files = ruleyaml.config([rule], self.bed.victim_if)
+            with self.daemon(text, files) as d:
+                self.measure(label, "XDP drop_rule", self.frame(LISTED_SRC), verdict(d, "drop_rule"))
 
     @contextlib.contextmanager
     def daemon(self, text: str, files: dict[str, str] | None = None) -> Iterator[XdpdProcess]:
@@ -216,7 +258,7 @@ class LineRate:
         scripts = iptables.scripts(rules)
         set_seconds = iptables.load_sets(bed, scripts)
         try:
-            for backend in ("nft",) if self.args.no_legacy else ("nft", "legacy"):
+            for backend in ("nft", "legacy") if self.args.legacy else ("nft",):
                 rule_seconds = iptables.load_rules(bed, scripts, backend)
                 try:
                     ipt = lambda name: lambda: iptables.counters(bed, backend)[name]  # noqa: E731

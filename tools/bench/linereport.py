@@ -37,6 +37,8 @@ class Row:
     delivered: int = 0
     counted: int = 0
     sent: int = 0
+    prog_ns: float | None = None
+    """ns per run of the victim's XDP program, from the kernel's BPF statistics (``--program-time``)."""
 
     def add(self, seconds: float, sent: int, delivered: int, counted: int, ceiling: float) -> None:
         """One round: a flood of ``seconds``, frames sent, taken in by the veth, seen by the counter; the ceiling's Mpps."""
@@ -105,6 +107,18 @@ def line_report(r: LineResults, elapsed: float) -> None:
         print(f"| {row.label}{note} | {statistics.median(row.received):.2f} | {row.mpps:.2f} | "
               f"{row.ratio:.2f}× | {row.counted_as} |")
     print()
+    timed = [row for row in [r.ceiling, *r.rows] if row.prog_ns is not None]
+    if timed:
+        print("Time in the XDP program per frame, from the kernel's BPF run-time statistics (one more flood per "
+              "scenario with them on: their clock reads slow every run, so those floods are not in the table above):")
+        print()
+        print("| scenario | ns per frame in the program | over the drop-only program |")
+        print("| --- | ---: | ---: |")
+        base = r.ceiling.prog_ns
+        for row in timed:
+            over = f"{row.prog_ns - base:+.0f}" if base is not None else "–"
+            print(f"| {row.label} | {row.prog_ns:.0f} | {over} |")
+        print()
     for line in _target_lines(r):
         print(line)
     for note in r.notes:

@@ -23,7 +23,7 @@ import time
 
 from tests.testbed.netbed import NetBed
 from tools.bench import nftcounters
-from tools.bench.ruleparts import cidrs, check, families, has_prefix, port_items, proto_name
+from tools.bench.ruleparts import address_fields, check, families, has_prefix, port_items, proto_name
 from xdpd.model import Action, Rule
 
 TABLE = "xdpd_bench"
@@ -45,18 +45,16 @@ def script(rules: list[Rule], dev: str) -> str:
         check(rule)
         for fam in families(rule):
             parts = []
-            for key, addrs in (("saddr", rule.src), ("daddr", rule.dst)):
-                if addrs is None:
+            for direction, items, name in address_fields(rule, i, fam):
+                match = f"ip{'6' if fam == 6 else ''} {direction[0]}addr"
+                if name is None:
+                    parts.append(f"{match} {items[0]}")
                     continue
-                items = cidrs(addrs, fam)
-                if len(items) == 1:
-                    parts.append(f"ip{'6' if fam == 6 else ''} {key} {items[0]}")
-                    continue
-                name = f"r{i}_{key}{fam}"
+                addrs = rule.src if direction == "src" else rule.dst
                 flags = "\n    flags interval\n    auto-merge" if has_prefix(addrs, fam) else ""
                 sets.append(f"  set {name} {{\n    type ipv{fam}_addr{flags}\n"
                             f"    elements = {{ {', '.join(items)} }}\n  }}")
-                parts.append(f"ip{'6' if fam == 6 else ''} {key} @{name}")
+                parts.append(f"{match} @{name}")
             if rule.protos:
                 parts.append(f"meta l4proto {_items([proto_name(p) for p in sorted(rule.protos)])}")
             if rule.src_ports:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import socket
+from typing import Iterator
 
 from xdpd.model import PROTO_NAMES, Action, AddrSet, PortRange, Rule
 
@@ -71,6 +72,19 @@ def families(rule: Rule) -> list[int | None]:
     if not fields:
         return [None]
     return [fam for fam in FAMILIES if all(cidrs(f, fam) for f in fields)]
+
+
+def address_fields(rule: Rule, index: int, family: int) -> Iterator[tuple[str, tuple[str, ...], str | None]]:
+    """``(direction, addresses, set name)`` for the rule's ``src`` and ``dst`` in one family.
+
+    The set name (``r<index>_<direction><family>``) is None for a single
+    address, which nftables and iptables take literally; more go into a
+    named set (nftables) or an ipset.
+    """
+    for direction, addrs in (("src", rule.src), ("dst", rule.dst)):
+        if addrs is not None:
+            items = cidrs(addrs, family)
+            yield direction, items, None if len(items) == 1 else f"r{index}_{direction}{family}"
 
 
 def proto_name(number: int) -> str:
