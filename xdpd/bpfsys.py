@@ -404,11 +404,22 @@ class Map:
         """Every (packed key, packed value) pair, read with batch lookups.
 
         Hash maps only; used to find the entries of a bank whose contents a
-        previous daemon wrote.
+        previous daemon wrote.  One pair of objects per entry: for a big map,
+        :meth:`batches` keeps them packed.
+        """
+        ksz, vsz = ct.sizeof(self.key_type), ct.sizeof(self.value_type)
+        for kb, vb in self.batches():
+            for i in range(len(kb) // ksz):
+                yield kb[i * ksz:(i + 1) * ksz], vb[i * vsz:(i + 1) * vsz]
+
+    def batches(self, chunk: int = 8192) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry of a hash map, as (packed keys, packed values) of up to ``chunk`` entries each.
+
+        The kernel's batch lookup fills the buffers directly, so a million
+        entries never become a million Python objects.
         """
         ksz, vsz = ct.sizeof(self.key_type), ct.sizeof(self.value_type)
         opts = _BatchOpts(sz=ct.sizeof(_BatchOpts))
-        chunk = 8192
         kbuf = (ct.c_uint8 * (chunk * ksz))()
         vbuf = (ct.c_uint8 * (chunk * vsz))()
         batch_in = None
@@ -419,9 +430,8 @@ class Map:
             ret = _libbpf().bpf_map_lookup_batch(self.fd, batch_in, ct.byref(cursor), kbuf, vbuf,
                                             ct.byref(count), ct.byref(opts))
             err = ct.get_errno() if ret < 0 else 0
-            kb, vb = bytes(kbuf), bytes(vbuf)
-            for i in range(count.value):
-                yield kb[i * ksz:(i + 1) * ksz], vb[i * vsz:(i + 1) * vsz]
+            if count.value:
+                yield ct.string_at(kbuf, count.value * ksz), ct.string_at(vbuf, count.value * vsz)
             if ret < 0:
                 if err == errno.ENOENT:
                     return

@@ -14,7 +14,7 @@ import ctypes as ct
 import time
 
 from . import bpfsys, layout
-from .bankread import enabled_ifaces, read_banks
+from .bankread import BankReader, Candidates, enabled_ifaces, read_banks
 from .filters import ExactFilter
 from .imagediff import diff_array, diff_exact, diff_lpm
 from .maps import PinnedMaps
@@ -120,10 +120,19 @@ class Datapath:
         for key, table in image.addrs.items():
             self.filters[key].maybe_rebuild(table.in_maps())
 
-    def adopt(self) -> None:
-        """Learn what both banks hold from the maps (a previous daemon's)."""
-        if self.maps.is_initialised():
-            self.known = list(read_banks(self.maps))
+    def adopt(self, candidates: Candidates | None = None, reader: BankReader | None = None) -> None:
+        """Learn what both banks hold from the maps (a previous daemon's); writes nothing.
+
+        ``candidates`` (:func:`xdpd.bankread.candidates_of` the config) are
+        the address arrays the banks probably hold: a group found equal to
+        one is known as that very array, so the first plan's diff against
+        it costs nothing and a restart with an unchanged config writes no
+        entry.  ``reader``: the same maps' read, started earlier in a thread.
+        """
+        if reader is not None:
+            self.known = list(reader.result(candidates))
+        elif self.maps.is_initialised():
+            self.known = list(read_banks(self.maps, candidates))
 
     def write_bank(self, bank: int, image: BankImage) -> None:
         old = self.known[bank]

@@ -366,6 +366,39 @@ def test_banks_read_back_equal_what_was_written(prog):
     assert read_banks(prog.maps) == tuple(prog.dp.known)
 
 
+def test_banks_read_back_packed_with_and_without_candidates(prog):
+    """Thousands of hosts in two overlapping lists (several mask groups, hash batches mixing
+    banks): read back equal to what was written, whether the config's lists are given as
+    candidates (a group equal to one is that very array), wrong ones are, or none."""
+    import ipaddress
+    from xdpd.bankread import candidates_of
+    from xdpd.config import parse_config_text
+
+    a = [str(ipaddress.IPv4Address("198.18.0.0") + 3 * i) for i in range(12000)]
+    b = a[:1000] + [str(ipaddress.IPv4Address("198.19.0.0") + i) for i in range(3000)]
+    v6 = [str(ipaddress.IPv6Address("2001:db8:1::") + 7 * i) for i in range(300)]
+    def items(addrs: list[str]) -> str:
+        return ", ".join(f"'{x}'" for x in addrs)
+    text = ("rules:\n"
+            f"  - {{name: a, action: drop, src: [{items(a + v6)}], dst: [{items(b[-2000:])}]}}\n"
+            f"  - {{name: b, action: count, src: [{items(b)}], dst: [{items(v6)}]}}\n")
+    prog.load(text)
+    rules = parse_config_text(text, "test.yaml").rules
+    known = tuple(prog.dp.known)
+    assert known[0] == known[1]
+    assert read_banks(prog.maps) == known
+    found = read_banks(prog.maps, candidates_of(rules))
+    assert found == known
+    lists = candidates_of(rules)
+    for bank in found:  # single-group tables are the config's own arrays, not sorted copies
+        assert bank.addrs[("src", 6)].exact[0][1] is lists[("src", 6)][0]
+        assert bank.addrs[("dst", 6)].exact[0][1] is lists[("dst", 6)][0]
+        assert bank.addrs[("dst", 4)].exact[0][1] is lists[("dst", 4)][0]
+    # Candidates of the right length but other addresses are not taken for the groups.
+    wrong = {key: [bytes(reversed(keys)) for keys in arrays] for key, arrays in lists.items()}
+    assert read_banks(prog.maps, wrong) == known
+
+
 @pytest.mark.parametrize("field", ["src", "dst"])
 def test_block_index_answers_for_covered_and_empty_blocks(prog, field):
     """A small IPv4 table is fronted by a /16 block index: a block covered by

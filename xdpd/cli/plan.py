@@ -27,6 +27,7 @@ def main(args) -> int:
 
     from ..datapath import Datapath
     from ..links import XdpLinks
+    from ..bankread import candidates_of
     from ..maps import PinnedMaps
     from ..observe import observe
     from ..pins import current_maps_dir, pinned_program
@@ -45,7 +46,7 @@ def main(args) -> int:
     maps = PinnedMaps(maps_dir)
     try:
         datapath = Datapath(maps)
-        datapath.adopt()
+        datapath.adopt(candidates_of(config.rules))  # the config's lists: no sort when unchanged
         with IPRoute() as ipr:
             p = plan(config, observe(datapath, XdpLinks(ipr, prog_fd, args.pin_dir)))
     except PlanError as e:
