@@ -166,6 +166,7 @@ class Reused:
 
     def __init__(self, loaded: Loaded) -> None:
         self.loaded: Loaded | None = loaded
+        self.maps_dir = loaded.maps_dir
 
     def wait(self) -> Loaded:
         loaded, self.loaded = self.loaded, None
@@ -184,6 +185,7 @@ class Unbuildable:
 
     def __init__(self, error: CompileError) -> None:
         self.error = error
+        self.maps_dir: str | None = None
 
     def wait(self) -> Loaded:
         raise self.error
@@ -286,7 +288,10 @@ class PendingCompile:
     def __init__(self, pin_dir: str, params: BuildParams, identity: buildid.BuildIdentity | None = None,
                  reason: str = "") -> None:
         self.pin_dir, self.params = pin_dir, params
-        self.identity = identity if identity is not None else plan_build(pin_dir, params).identity()
+        build = plan_build(pin_dir, params)
+        self.maps_dir = build.maps_dir
+        """Where the maps will be: bcc opens those already pinned there."""
+        self.identity = identity if identity is not None else build.identity()
         self.reason = reason
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)

@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import bans, bpfsys, buildid, logs, pins, prereq, reloadstate
+from . import bans, bpfsys, buildid, logs, pins, reloadstate
 from .buildid import BuildIdentity
-from .compiler import BuildParams, CompileError, find_or_compile
-from .config import ConfigError, ListCache, load_config, peek_settings
+from .compiler import CompileError, find_or_compile
+from .config import ConfigError, ListCache, load_config
 from .settingsparse import CAPACITY_LIMITS
+from .bankread import candidates_of
 from .counts import CountReporter
 from .datapath import Datapath
 from .execute import ExecuteFailed, Executor, Outcome
@@ -61,6 +62,7 @@ from .reloadstats import ReloadStats
 from .repairs import REFILL, RepairLimiter
 from .repairstats import RepairStats
 from .samples import SampleLogger
+from .startup import Start, begin, build_params
 from .watch import ConfigWatcher
 
 WATCH_DEBOUNCE = 0.1
@@ -91,12 +93,6 @@ class _Triggers:
         signal.signal(signal.SIGTERM, lambda *_: self.set(stop=True))
         signal.signal(signal.SIGINT, lambda *_: self.set(stop=True))
         signal.signal(signal.SIGHUP, lambda *_: self.set(reload=True, hup=True))
-
-
-def build_params(settings) -> BuildParams:
-    # Two banks share each exact map.
-    return BuildParams(max_exact=2 * settings.max_addresses, max_limit_sources=settings.max_limit_sources,
-                       max_bans=settings.max_bans)
 
 
 def _status_line(config: Config, outcome: Outcome, fighting: list[str] | None = None) -> str:
@@ -355,57 +351,66 @@ def _upgrade_in_progress(runtime_dir: str) -> bool:
     return age <= KEEP_ATTACHED_MAX_AGE
 
 
-def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd") -> int:
+def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd", start: Start | None = None) -> int:
+    """The daemon, until SIGTERM.  ``start``: what :func:`xdpd.startup.begin` already set going."""
     log = logs.get()
     notifier = Notifier.from_env()  # never blocks: see xdpd.notify
     triggers = _Triggers()
-    # Watch before the first read: an edit made while starting is not missed.
-    with ConfigWatcher(config_dir, lambda: triggers.set(reload=True), debounce=WATCH_DEBOUNCE) as watcher:
-        return _run(config_dir, pin_dir, runtime_dir, log, notifier, triggers, watcher)
+    start = start if start is not None else begin(config_dir, pin_dir)
+    try:
+        # Watch before the first read: an edit made while starting is not missed.
+        with ConfigWatcher(config_dir, lambda: triggers.set(reload=True), debounce=WATCH_DEBOUNCE) as watcher:
+            return _run(config_dir, pin_dir, runtime_dir, log, notifier, triggers, watcher, start)
+    finally:
+        start.cancel()  # nothing is left to cancel by then, unless _run returned early
 
 
 def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, triggers: _Triggers,
-         watcher: ConfigWatcher) -> int:
-    try:
-        prereq.check_all(pin_dir)
-    except prereq.Missing as e:
-        log.error("prerequisite_missing", detail=str(e))
+         watcher: ConfigWatcher, start: Start) -> int:
+    if start.missing is not None:
+        log.error("prerequisite_missing", detail=str(start.missing))
         return EX_UNAVAILABLE
-    # Compiling takes seconds, and so does parsing a big blocklist: overlap them.  A restart
-    # whose pinned program is a build of the same inputs skips the compile (see xdpd.compiler).
-    params = build_params(peek_settings(config_dir))
-    compiling = find_or_compile(pin_dir, params)
+    # Compiling takes seconds, and so does parsing a big blocklist: they overlap (the compile
+    # started in xdpd.startup.begin).  A restart whose pinned program is a build of the same
+    # inputs skips the compile, and reads the banks of its maps meanwhile instead.
+    assert start.program is not None and start.params is not None
     cache = ListCache()
     try:
         config = load_config(config_dir, cache=cache)
     except ConfigError as e:
-        compiling.cancel()
         for p in e.problems:
             log.error("config_invalid", problem=str(p))
         notifier.notify(f"STATUS=config invalid: {e.problems[0]}")
         return EX_CONFIG
     watcher.set_files(config.files)
     try:
-        if build_params(config.settings) != params:  # the peek guessed wrong: compile again
-            compiling.cancel()
-            compiling = find_or_compile(pin_dir, build_params(config.settings))
-        loaded = compiling.wait()
+        if build_params(config.settings) != start.params:  # the peek guessed wrong: compile again
+            start.program.cancel()
+            start.drop_reader()
+            start.program = find_or_compile(pin_dir, build_params(config.settings))
+        loaded = start.program.wait()
+        start.program = None  # ours now: its fd is closed at the end
     except CompileError as e:
         log.error("compile_failed", detail=str(e))
         return EX_SOFTWARE
+    early, start.early = start.early, None
+    if early is not None and early.maps.maps_dir != loaded.maps_dir:
+        early.cancel()
+        early.maps.close()
+        early = None
     prog_id = bpfsys.prog_info(loaded.prog_fd).id
     if loaded.reused:
         log.info("program_reused", prog_id=prog_id, reason=loaded.reason)
     else:
         log.info("program_compiled", prog_id=prog_id, reason=loaded.reason)
     try:
-        maps = PinnedMaps(loaded.maps_dir)
+        maps = early.maps if early is not None else PinnedMaps(loaded.maps_dir)
     except (LayoutMismatch, OSError) as e:
         os.close(loaded.prog_fd)
         log.error("maps_unusable", detail=str(e))
         return EX_SOFTWARE
     datapath = Datapath(maps, fresh=loaded.fresh)
-    datapath.adopt()  # maps a previous daemon left pinned: learn what they hold
+    datapath.adopt(candidates_of(config.rules), early)  # maps a previous daemon left pinned: what they hold
     ban_dir = pins.bans_dir(pin_dir, config.settings.max_bans)
     ban_table = bans.BanTable(ban_dir, maps["state"])
     reloads = ReloadStats(pin_dir)
