@@ -32,6 +32,16 @@ daemon-level targets:
 3. **Memory**: VmRSS and VmHWM of the daemon from ``/proc/PID/status`` once
    it is ready, has written the second map bank and has been idle for
    ``--idle`` seconds, then after the one-line edits and after all of them.
+4. **Restart**: the daemon is stopped as a package upgrade stops it (the
+   ``keep-attached`` flag in its runtime dir, then SIGTERM: the filter stays
+   attached) and started again on the same pin dir and the same config.
+   Measured from just before the spawn to ``READY=1``: the program pinned
+   by the first daemon is reused (no compiler child; the log must say
+   ``program_reused``) and the maps are adopted, not rewritten.  The
+   restarted daemon's peak RSS is its VmHWM once it is idle again.  The
+   breakdown comes from the arrival times of its log lines
+   (``program_reused`` after the config is read, ``enforced`` after
+   adoption and the first plan).
 
 Everything happens in a throwaway :class:`tests.testbed.netbed.NetBed` (``xdpdt-`` namespaces,
 documentation addresses only), with the daemon started by
@@ -58,7 +68,8 @@ import time
 from tests.testbed.daemon import DaemonFailed
 from tests.testbed.netbed import NetBed
 from tests.testbed.probe import UdpProbe
-from tools.bench.daemonrun import READY_TIMEOUT, BenchDaemon, ChildWatch, proc_status, wait_quiet, wait_watching
+from tools.bench.daemonrun import (READY_TIMEOUT, BenchDaemon, ChildWatch, cpu_ticks, proc_status, wait_quiet,
+                                   wait_watching)
 from tools.bench.edits import edits_plan, run_edit
 from tools.bench.listfiles import CONTROL_SRC, LIST_NAME, PROBE_PORT, SEED, TARGET_SRC, config_yaml, make_list
 from tools.bench.report import DaemonResults, daemon_report, fmt_ms
@@ -92,6 +103,8 @@ def measure(args: argparse.Namespace, r: DaemonResults, workdir: str) -> None:
         finally:
             children.stop()
         r.cold = t_ready - d.spawned_at
+        r.cold_enforced = next((at - d.spawned_at for at, line in d.timed_log_since(d.spawned_at)
+                                if " enforced " in f" {line} "), None)
         comp = children.compiler()
         if comp:
             r.spawned_to_compile = comp[0] - d.spawned_at
@@ -129,6 +142,7 @@ def measure(args: argparse.Namespace, r: DaemonResults, workdir: str) -> None:
         rule = st.get("rules", {}).get("blocklist", {})
         r.status = (f"xdpd status --json at the end: rule blocklist dropped {rule.get('packets', '?')} packets "
                     f"(the probe's target source while it was listed).")
+        restart(d, r, runtime_dir)
         d.stop()
     finally:
         if probe is not None:
@@ -137,6 +151,33 @@ def measure(args: argparse.Namespace, r: DaemonResults, workdir: str) -> None:
             r.log = [line for _, line in d.lines]
             d.close()
         bed.destroy()
+
+
+def restart(d: BenchDaemon, r: DaemonResults, runtime_dir: str) -> None:
+    """Stop the daemon as an upgrade does (filter left attached), start it again; fills ``r.restart*``."""
+    prog_before = d.status().get("prog_id")
+    open(os.path.join(runtime_dir, "keep-attached"), "w").close()
+    if d.stop() != 0:
+        raise RuntimeError(f"xdpd exited with {d.returncode} on SIGTERM before the restart")
+    log("restart (same program, same config) ...")
+    d.restart(wait=False)
+    children = ChildWatch(d.proc.pid).start()
+    try:
+        t_ready, _ = d.next_note(lambda m: "READY=1" in m.splitlines(), READY_TIMEOUT, "restart")
+    finally:
+        children.stop()
+    r.restart = t_ready - d.spawned_at
+    r.restart_cpu = cpu_ticks(d.proc.pid) / os.sysconf("SC_CLK_TCK")
+    r.restart_compiled = children.compiler() is not None
+    for at, line in d.timed_log_since(d.spawned_at):
+        if "program_reused" in line or "program_compiled" in line:
+            r.restart_program = (at - d.spawned_at, "reused" if "program_reused" in line else "compiled")
+        elif " enforced " in f" {line} " and r.restart_enforced is None:
+            r.restart_enforced = at - d.spawned_at
+    log(f"  READY=1 after {r.restart:.2f} s ({r.restart_program[1] if r.restart_program else '?'})")
+    wait_quiet(d.proc.pid)
+    r.rss_restart = proc_status(d.proc.pid)
+    r.restart_same_prog = d.status().get("prog_id") == prog_before
 
 
 def main() -> int:

@@ -87,6 +87,10 @@ class BenchDaemon(XdpdProcess):
     def log_since(self, t: float) -> list[str]:
         return [line for at, line in list(self.lines) if at >= t]
 
+    def timed_log_since(self, t: float) -> list[tuple[float, str]]:
+        """(arrival time, line) of every log line that arrived at ``t`` or later."""
+        return [(at, line) for at, line in list(self.lines) if at >= t]
+
     def stderr(self) -> str:
         return "\n".join(line for _, line in list(self.lines))
 
