@@ -9,6 +9,8 @@ Pin layout::
     reloads-v1              reloads applied and rejected (:mod:`xdpd.reloadstats`)
     links/<ifindex>         the bpf_link holding the attachment to that interface
     repairs-v1              drift repairs and fights per interface (:mod:`xdpd.repairstats`)
+    build-v1                what ``prog`` was built from, and its id (:mod:`xdpd.buildid`): a
+                            restart reuses ``prog`` instead of compiling when nothing changed
 
 The layout id (:func:`xdpd.compiler.layout_id`) hashes the C source and the
 build parameters, so a daemon built with different capacities or an

@@ -97,11 +97,7 @@ def measure(args: argparse.Namespace, r: DaemonResults, workdir: str) -> None:
         del text
         log("cold start ...")
         d.start()
-        children = ChildWatch(d.proc.pid).start()
-        try:
-            t_ready, _ = d.next_note(lambda m: "READY=1" in m.splitlines(), READY_TIMEOUT, "start")
-        finally:
-            children.stop()
+        t_ready, children = until_ready(d, "start")
         r.cold = t_ready - d.spawned_at
         r.cold_enforced = next((at - d.spawned_at for at, line in d.timed_log_since(d.spawned_at)
                                 if " enforced " in f" {line} "), None)
@@ -153,6 +149,16 @@ def measure(args: argparse.Namespace, r: DaemonResults, workdir: str) -> None:
         bed.destroy()
 
 
+def until_ready(d: BenchDaemon, what: str) -> tuple[float, ChildWatch]:
+    """Wait for the just spawned daemon's READY=1 while watching its children: (arrival time, the watch)."""
+    children = ChildWatch(d.proc.pid).start()
+    try:
+        t_ready, _ = d.next_note(lambda m: "READY=1" in m.splitlines(), READY_TIMEOUT, what)
+    finally:
+        children.stop()
+    return t_ready, children
+
+
 def restart(d: BenchDaemon, r: DaemonResults, runtime_dir: str) -> None:
     """Stop the daemon as an upgrade does (filter left attached), start it again; fills ``r.restart*``."""
     prog_before = d.status().get("prog_id")
@@ -161,11 +167,7 @@ def restart(d: BenchDaemon, r: DaemonResults, runtime_dir: str) -> None:
         raise RuntimeError(f"xdpd exited with {d.returncode} on SIGTERM before the restart")
     log("restart (same program, same config) ...")
     d.restart(wait=False)
-    children = ChildWatch(d.proc.pid).start()
-    try:
-        t_ready, _ = d.next_note(lambda m: "READY=1" in m.splitlines(), READY_TIMEOUT, "restart")
-    finally:
-        children.stop()
+    t_ready, children = until_ready(d, "restart")
     r.restart = t_ready - d.spawned_at
     r.restart_cpu = cpu_ticks(d.proc.pid) / os.sysconf("SC_CLK_TCK")
     r.restart_compiled = children.compiler() is not None
