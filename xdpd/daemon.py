@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import bans, bpfsys, buildid, logs, pins, reloadstate
+from . import bans, bpfsys, buildid, heap, logs, pins, reloadstate
 from .buildid import BuildIdentity
 from .compiler import CompileError, find_or_compile
 from .config import ConfigError, ListCache, load_config
@@ -353,6 +353,7 @@ def _upgrade_in_progress(runtime_dir: str) -> bool:
 
 def run(config_dir: str, pin_dir: str, runtime_dir: str = "/run/xdpd", start: Start | None = None) -> int:
     """The daemon, until SIGTERM.  ``start``: what :func:`xdpd.startup.begin` already set going."""
+    heap.map_big_blocks()  # a list file's bytes and packed arrays go back to the kernel when freed
     log = logs.get()
     notifier = Notifier.from_env()  # never blocks: see xdpd.notify
     triggers = _Triggers()

@@ -13,10 +13,10 @@ import array
 import ctypes as ct
 import time
 
-from . import bpfsys, layout
+from . import bpfsys, heap, layout
 from .bankread import BankReader, Candidates, enabled_ifaces, read_banks
 from .filters import ExactFilter
-from .imagediff import diff_array, diff_exact, diff_lpm
+from .imagediff import BankDiff, TableDiff, diff_array, diff_banks
 from .maps import PinnedMaps
 from .tables import ARRAY_MAPS, CFG_MASKS, CFG_SPANS, AddrTable, BankImage, block_index
 
@@ -36,7 +36,7 @@ def _pack_masks(values: list[int]) -> bytes:
     return b"".join(out)
 
 
-def _pack_exact_keys(bank: int, keys: bytes, width: int) -> bytes:
+def _pack_exact_keys(bank: int, keys: bytes | memoryview, width: int) -> bytearray:
     """Interleave the bank number with packed addresses: struct key4/key6."""
     n = len(keys) // width
     words = width // 4
@@ -47,7 +47,18 @@ def _pack_exact_keys(bank: int, keys: bytes, width: int) -> bytes:
     out[0::stride] = array.array("I", [bank]) * n
     for w in range(words):
         out[1 + w::stride] = src[w::words]
-    return bytes(buf)
+    return buf
+
+
+WRITE_CHUNK = 1 << 16
+"""Exact entries packed and written at a time."""
+
+
+def _chunks(keys: bytes, width: int) -> list[memoryview]:
+    """``keys`` in pieces of at most :data:`WRITE_CHUNK` keys (no copies)."""
+    view = memoryview(keys)
+    step = WRITE_CHUNK * width
+    return [view[i:i + step] for i in range(0, len(keys), step)]
 
 
 def _span(span: tuple[int, int, int]) -> layout.Span:
@@ -75,8 +86,9 @@ class Datapath:
                         for d in ("src", "dst") for f in (4, 6)}
         self.untouched = {0, 1} if fresh else set()
         """Banks of maps this process created and has not written: empty, nothing to clear."""
-        self.pending: BankImage | None = None
-        """Enforced image not yet written into the inactive bank (see settle)."""
+        self.pending: tuple[BankImage, BankDiff] | None = None
+        """Enforced image not yet written into the inactive bank (see settle),
+        with its address diff from what that bank holds."""
         self.switched_at = 0.0
 
     def active_image(self) -> BankImage | None:
@@ -84,41 +96,46 @@ class Datapath:
         return self.known[self.maps.active_bank()] if self.maps.is_initialised() else None
 
     # -- writing ---------------------------------------------------------
-    def apply(self, image: BankImage, settle: bool = True) -> None:
+    def apply(self, image: BankImage, settle: bool = True, diff: BankDiff | None = None) -> None:
         """Make ``image`` the enforced rule set with no gap.
 
         Writes the inactive bank and switches to it with one map write.  Then
         (now, or later with :meth:`settle`) brings the other bank up to date
-        so the next change is a small diff.
+        so the next change is a small diff.  ``diff`` is the plan's address
+        diff from the active bank's image (:func:`xdpd.imagediff.diff_banks`):
+        the filters and both bank writes use it, so the change is diffed once;
+        it is computed here if not given or from another image.
         """
         self.pending = None
         active = self.maps.active_bank()
         target = 1 - active
         base = self.known[active]
+        if diff is None or diff.base is not base or diff.image is not image:
+            diff = diff_banks(base, image)
         for key, table in image.addrs.items():
-            old = base.addrs.get(key) if base else None
-            self.filters[key].cover(old.in_maps() if old else None, table.in_maps())
-        self.write_bank(target, image)
+            self.filters[key].cover(table.in_maps(), diff.for_maps(key).exact)
+        self.write_bank(target, image, diff)
         st = self.maps.state()
         st.bank, st.generation = target, st.generation + 1
         self.maps.write_state(st)
         self.switched_at = time.monotonic()
-        self.pending = image
+        self.pending = (image, diff)
         if settle:
             self.settle()
 
     def settle(self) -> None:
         """Write the enforced image into the inactive bank too (if not done yet)."""
-        image = self.pending
-        if image is None:
+        if self.pending is None:
             return
+        image, diff = self.pending
         wait = self.switched_at + GRACE_SECONDS - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        self.write_bank(1 - self.maps.active_bank(), image)
+        self.write_bank(1 - self.maps.active_bank(), image, diff)
         self.pending = None
         for key, table in image.addrs.items():
             self.filters[key].maybe_rebuild(table.in_maps())
+        heap.release()  # the change is written: what it allocated goes back
 
     def adopt(self, candidates: Candidates | None = None, reader: BankReader | None = None) -> None:
         """Learn what both banks hold from the maps (a previous daemon's); writes nothing.
@@ -134,19 +151,27 @@ class Datapath:
         elif self.maps.is_initialised():
             self.known = list(read_banks(self.maps, candidates))
 
-    def write_bank(self, bank: int, image: BankImage) -> None:
+    def write_bank(self, bank: int, image: BankImage, diff: BankDiff | None = None) -> None:
+        """Make ``bank`` hold ``image``, writing what differs from what it holds.
+
+        ``diff`` is used when it starts from the very image the bank is known
+        to hold (the usual case: both banks hold one image object between
+        changes); otherwise the bank's own diff is computed.
+        """
         old = self.known[bank]
         if old is None and bank not in self.untouched:
-            self._clear_addresses(bank)
+            self._clear_addresses(bank)  # now it holds nothing: the diff from None
+        if diff is None or diff.base is not old or diff.image is not image:
+            diff = diff_banks(old, image)
         self.untouched.discard(bank)
         self.known[bank] = None  # unknown while half-written
         self._write_arrays(bank, image, old)
         for (direction, family), table in image.addrs.items():
             prev = old.addrs.get((direction, family)) if old else None
             self._write_small(bank, direction, family, prev, table)
-            prev = prev.in_maps() if prev else None
-            self._write_exact(bank, direction, family, prev, table.in_maps())
-            self._write_lpm(bank, direction, family, prev, table.in_maps())
+            entries = diff.for_maps((direction, family))
+            self._write_exact(bank, direction, family, entries)
+            self._write_lpm(bank, direction, family, entries)
         self._write_ifaces(bank, image, old)
         self._write_rules(bank, image)
         self.known[bank] = image
@@ -160,16 +185,18 @@ class Datapath:
             keys = array.array("I", (bank * size + i for i in changed)).tobytes()
             self.maps[name].update_batch(keys, _pack_masks([values[i] for i in changed]))
 
-    def _write_exact(self, bank: int, direction: str, family: int,
-                     old: AddrTable | None, new: AddrTable) -> None:
+    def _write_exact(self, bank: int, direction: str, family: int, entries: TableDiff) -> None:
         width = 4 if family == 4 else 16
-        diff = diff_exact(old, new, width)
+        diff = entries.exact
         m = self.maps[layout.exact_map(direction, family)]
+        # A chunk at a time: a million keys at once would be about 24 MB of
+        # packed keys and values for a moment (struct key4 and the masks).
         for mask, keys in diff.upserts:
-            n = len(keys) // width
-            m.update_batch(_pack_exact_keys(bank, keys, width), bytes(layout.Mask.of(mask)) * n)
-        if diff.deletes:
-            m.delete_batch(_pack_exact_keys(bank, diff.deletes, width))
+            value = bytes(layout.Mask.of(mask))
+            for chunk in _chunks(keys, width):
+                m.update_batch(_pack_exact_keys(bank, chunk, width), value * (len(chunk) // width))
+        for chunk in _chunks(diff.deletes, width):
+            m.delete_batch(_pack_exact_keys(bank, chunk, width))
 
     def _write_small(self, bank: int, direction: str, family: int,
                      old: AddrTable | None, new: AddrTable) -> None:
@@ -205,14 +232,12 @@ class Datapath:
                           for b in blocks)
         m.update_batch(keys, values)
 
-    def _write_lpm(self, bank: int, direction: str, family: int,
-                   old: AddrTable | None, new: AddrTable) -> None:
-        upserts, deletes = diff_lpm(old, new)
+    def _write_lpm(self, bank: int, direction: str, family: int, entries: TableDiff) -> None:
         m = self.maps[layout.lpm_map(direction, family)]
         # LPM tries have no batch operations; prefixes are few.
-        for net, plen, mask in upserts:
+        for net, plen, mask in entries.lpm_upserts:
             m.update(_lpm_key(m.key_type, bank, net, plen), layout.Mask.of(mask))
-        for net, plen in deletes:
+        for net, plen in entries.lpm_deletes:
             m.delete(_lpm_key(m.key_type, bank, net, plen))
 
     def _write_ifaces(self, bank: int, image: BankImage, old: BankImage | None) -> None:

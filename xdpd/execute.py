@@ -22,14 +22,19 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping, Protocol
 
 from .observed import IfaceSlot, LinkXdp, RuleSlot
+from .imagediff import BankDiff
 from .plan import LinkAction, LinkOp, Plan
 from .tables import BankImage
 
 
 class Banks(Protocol):
-    """Writes bank images (:class:`xdpd.datapath.Datapath`)."""
+    """Writes bank images (:class:`xdpd.datapath.Datapath`).
 
-    def apply(self, image: BankImage, settle: bool = True) -> None: ...
+    ``diff`` is the plan's address diff from the active bank's image to
+    ``image``, for the writer to use rather than compute again.
+    """
+
+    def apply(self, image: BankImage, settle: bool = True, diff: BankDiff | None = None) -> None: ...
 
 
 class Slots(Protocol):
@@ -97,7 +102,7 @@ class Executor:
                 self.slots.write_rule_slots(plan.rule_slots_during, plan.fresh_rule_slots)
                 self.slots.write_iface_slots(plan.iface_slots_during, plan.fresh_iface_slots)
                 wrote = True
-                self.banks.apply(plan.image, settle=settle)
+                self.banks.apply(plan.image, settle=settle, diff=plan.addrs)
             for op in plan.links:
                 done.append(op)
                 self._do(op, outcome)

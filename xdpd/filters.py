@@ -14,7 +14,7 @@ import array
 from typing import TYPE_CHECKING
 
 from . import layout
-from .imagediff import diff_exact
+from .imagediff import ExactDiff
 from .tables import AddrTable
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ _M32 = 0xFFFFFFFF
 _SHIFT = 32 - layout.FILTER_BITS
 
 
-def filter_hashes(keys: bytes, family: int) -> list[int]:
+def filter_hashes(keys: bytes | memoryview, family: int) -> list[int]:
     """The filter bit of each packed key, as ``hash4``/``hash6`` in the C source.
 
     The C code reads the address bytes as native u32 words; ``memoryview.cast``
@@ -41,6 +41,11 @@ def filter_hashes(keys: bytes, family: int) -> list[int]:
             for a, b, c, d in zip(w[0::4], w[1::4], w[2::4], w[3::4])]
 
 
+HASH_CHUNK = 1 << 16
+"""Keys hashed at a time: a million keys at once would be a list of a
+million Python ints (about 36 MB) for a moment."""
+
+
 def set_filter_bits(bits: bytearray, keys: bytes, family: int) -> set[int] | None:
     """Set the bits of ``keys`` in a filter bitmap; return the 64-bit words
     touched, or None when so many keys went in that writing all is cheaper.
@@ -48,12 +53,17 @@ def set_filter_bits(bits: bytearray, keys: bytes, family: int) -> set[int] | Non
     Bit ``h`` is bit ``h % 8`` of byte ``h // 8``, which is bit ``h % 64`` of
     little-endian u64 word ``h // 64``: what the program tests.
     """
-    hashes = filter_hashes(keys, family)
-    for h in hashes:
-        bits[h >> 3] |= 1 << (h & 7)
-    if len(hashes) > layout.FILTER_WORDS // 8:
-        return None
-    return {h >> 6 for h in hashes}
+    width = 4 if family == 4 else 16
+    n = len(keys) // width
+    words: set[int] | None = set() if n <= layout.FILTER_WORDS // 8 else None
+    view = memoryview(keys)
+    for start in range(0, n, HASH_CHUNK):
+        hashes = filter_hashes(view[start * width:(start + HASH_CHUNK) * width], family)
+        for h in hashes:
+            bits[h >> 3] |= 1 << (h & 7)
+        if words is not None:
+            words.update(h >> 6 for h in hashes)
+    return words
 
 
 def table_keys(table: AddrTable) -> bytes:
@@ -77,16 +87,19 @@ class ExactFilter:
         self.bits: bytearray | None = None
         self.stale = 0
 
-    def cover(self, old: AddrTable | None, new: AddrTable) -> None:
-        """Set the bits of ``new``'s keys that ``old`` (the active bank) lacks."""
+    def cover(self, new: AddrTable, diff: ExactDiff) -> None:
+        """Set the bits of the keys ``diff`` adds to the active bank's table to make ``new``.
+
+        ``diff`` is the same one the bank writes use (computed once per change).
+        """
         if self.bits is None:
-            # Adopted or fresh maps: keep whatever the active bank needs.
+            if not new.exact:
+                return  # nothing to cover; no 2 MB mirror of a filter not in use
+            # Adopted or fresh maps: keep whatever the active bank needs, and
+            # cover all of new (the mirror's history is unknown).
             self.bits = bytearray(self.map.array_values())
-            old = None
-        if old is None:
             keys = table_keys(new)
         else:
-            diff = diff_exact(old, new, self.width)
             keys = b"".join(k for _, k in diff.upserts)
             self.stale += len(diff.deletes) // self.width
         self._write(set_filter_bits(self.bits, keys, self.family))

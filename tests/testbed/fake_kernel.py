@@ -52,7 +52,7 @@ class FakeKernel:
             raise OSError(errno.EIO, f"injected failure at step {len(self.calls)} ({what})")
 
     # -- banks -----------------------------------------------------------------
-    def apply(self, image: BankImage, settle: bool = True) -> None:
+    def apply(self, image: BankImage, settle: bool = True, diff=None) -> None:
         self._step("apply")
         self.active = image
 

@@ -139,3 +139,12 @@ def test_a_pin_that_cannot_be_removed_is_reported_not_rolled_back():
     assert outcome.unpinned == [] and outcome.unpin_failed == [
         "unpinning defunct link 7: [Errno 5] injected failure at step 2 (unpin 7)"]
     assert kernel.links["eth1"].prog_id == PROG_ID
+
+
+def test_the_bank_writer_gets_the_plans_address_diff():
+    kernel = bed()
+    got = []
+    apply = kernel.apply
+    kernel.apply = lambda image, settle=True, diff=None: (got.append(diff), apply(image, settle, diff))
+    outcome = enforce(kernel, NEW)
+    assert got == [outcome.plan.addrs] and outcome.plan.addrs.base is not None

@@ -164,6 +164,20 @@ def test_filter_hashes_are_in_range_and_spread():
     assert sum(bin(b).count("1") for b in bits) == len(set(hs))
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_filter_bits_of_more_keys_than_one_hashing_chunk_are_all_set(family):
+    import random
+    from xdpd import filters
+    width = 4 if family == 4 else 16
+    n = filters.HASH_CHUNK + 1000
+    keys = random.Random(family).randbytes(n * width)
+    bits = bytearray(layout.FILTER_WORDS * 8)
+    assert set_filter_bits(bits, keys, family) is None  # so many: write the whole bitmap
+    hs = filter_hashes(keys, family)
+    assert all(bits[h >> 3] >> (h & 7) & 1 for h in hs)
+    assert sum(bin(b).count("1") for b in bits) == len(set(hs))
+
+
 def test_tcp_and_udp_port_tables_include_the_protocol():
     img = image("""
 rules:
