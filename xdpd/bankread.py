@@ -42,13 +42,16 @@ from .tables import ARRAY_MAPS, CFG_MASKS, CFG_SPANS, AddrTable, BankImage, Ifac
 Candidates = Mapping[tuple[str, int], Sequence[bytes]]
 """(direction, family) -> sorted packed key arrays a bank's exact groups may equal."""
 
+BATCH = 1 << 16
+"""Entries per batch lookup of an exact map (1.5 MB of IPv4 keys and values)."""
+
 _FLIP = bytes([1, 0]) + bytes(254)
 """``bytes.translate`` table: a bank-1 selector from a bank-0 one and back."""
 
 
 def read_banks(maps: PinnedMaps, candidates: Candidates | None = None) -> tuple[BankImage, BankImage]:
     """What banks 0 and 1 hold (see the module docstring for ``candidates``)."""
-    return _assemble(_read_raw(maps), candidates or {})
+    return _assemble(_read_raw(maps), _matchers(candidates or {}))
 
 
 class BankReader:
@@ -59,9 +62,10 @@ class BankReader:
     half a million more in the port and length arrays), and ctypes releases
     the GIL for the call, so they overlap the parse of a big list.  Two
     threads (the exact hash maps; everything else) keep both CPUs busy once
-    the parse is done.  The split into per-bank arrays and their
-    fingerprints happen in the threads too; matching them with the config's
-    lists waits for :meth:`result`.
+    the parse is done.  The split into per-bank arrays happens in the
+    threads too; matching them with the config's
+    lists (fingerprints included) waits for :meth:`result`, so the threads
+    do little besides waiting for the kernel.
     """
 
     def __init__(self, maps: PinnedMaps) -> None:
@@ -93,14 +97,21 @@ class BankReader:
         self._rest = _read_rest(self.maps)
 
     def result(self, candidates: Candidates | None = None) -> tuple[BankImage, BankImage]:
-        """What banks 0 and 1 hold, once the threads are done; raises what a read raised."""
+        """What banks 0 and 1 hold, once the threads are done; raises what a read raised.
+
+        The candidates' fingerprints are taken first, while the threads
+        still wait for the kernel.
+        """
+        matchers = _matchers(candidates or {})
+        for m in matchers.values():
+            m.fingerprint_all()
         for t in self._threads:
             t.join()
         if self._errors:
             raise self._errors[0]
         assert self._rest is not None and self._exact is not None
         self._rest.exact = self._exact
-        return _assemble(self._rest, candidates or {})
+        return _assemble(self._rest, matchers)
 
     def cancel(self) -> None:
         """Stop reading (at the next batch) and wait for the threads."""
@@ -115,10 +126,9 @@ class _Cancelled(Exception):
 
 @dataclass
 class _Group:
-    """The addresses of one bank with one mask, in hash order, and their fingerprint so far."""
+    """The addresses of one bank with one mask, in hash order."""
 
     data: bytearray = field(default_factory=bytearray)
-    print: int = 0
 
 
 @dataclass
@@ -127,7 +137,9 @@ class _Raw:
 
     state: layout.State
     rules: list
-    arrays: dict[str, bytes]
+    tables: list[dict[str, tuple[int, ...]]]
+    """Per bank: the array tables (ports, lengths, ...) as the image's fields."""
+    ifaces: list[list[IfaceEntry]]
     lpm: dict[tuple[str, int], list[list[tuple[bytes, int, int]]]]
     small: dict[tuple[str, int, int], AddrTable]
     exact: dict[tuple[str, int], list[dict[bytes, _Group]]] = field(default_factory=dict)
@@ -142,9 +154,17 @@ def _read_raw(maps: PinnedMaps) -> _Raw:
 def _read_rest(maps: PinnedMaps) -> _Raw:
     """Everything but the exact hash maps."""
     st = maps.state()
+    ints = _Masks()
+
+    def masks(data: bytes, start: int, count: int) -> tuple[int, ...]:
+        raws = struct.iter_unpack("16s", memoryview(data)[start * 16:(start + count) * 16])
+        return tuple(map(ints.__getitem__, map(operator.itemgetter(0), raws)))
+    arrays = {name: maps[name].array_values() for name, _, _ in ARRAY_MAPS}
+    iface_cfg = maps["iface_cfg"].array_values()
     raw = _Raw(st, [maps.rule_order(bank) for bank in (0, 1)],
-               {name: maps[name].array_values() for name in [m for m, _, _ in ARRAY_MAPS] + ["iface_cfg"]},
-               {}, {})
+               [{f: masks(arrays[name], bank * size, size) for name, f, size in ARRAY_MAPS} for bank in (0, 1)],
+               [enabled_ifaces(iface_cfg, bank) for bank in (0, 1)], {}, {})
+    del arrays, iface_cfg
     for direction in ("src", "dst"):
         for family in (4, 6):
             width = 4 if family == 4 else 16
@@ -161,7 +181,9 @@ def _read_exact_maps(maps: PinnedMaps, stop: threading.Event | None = None
     for direction in ("src", "dst"):
         for family in (4, 6):
             groups: list[dict[bytes, _Group]] = [{}, {}]
-            for keys, values in maps[layout.exact_map(direction, family)].batches():
+            # Big batches: each one hands the GIL back and forth once, and a thread that
+            # wants it back while the parse runs waits up to the switch interval (5 ms).
+            for keys, values in maps[layout.exact_map(direction, family)].batches(BATCH):
                 if stop is not None and stop.is_set():
                     raise _Cancelled()
                 _split(keys, values, 4 if family == 4 else 16, groups)
@@ -169,11 +191,14 @@ def _read_exact_maps(maps: PinnedMaps, stop: threading.Event | None = None
     return out
 
 
-def _assemble(raw: _Raw, candidates: Candidates) -> tuple[BankImage, BankImage]:
+def _matchers(candidates: Candidates) -> dict[tuple[str, int], "_Matcher"]:
+    return {(d, f): _Matcher(candidates.get((d, f), ()), 4 if f == 4 else 16) for d in ("src", "dst") for f in (4, 6)}
+
+
+def _assemble(raw: _Raw, matchers: dict[tuple[str, int], "_Matcher"]) -> tuple[BankImage, BankImage]:
     addrs: list[dict] = [{}, {}]
     for (direction, family), groups in raw.exact.items():
-        width = 4 if family == 4 else 16
-        match = _Matcher(candidates.get((direction, family), ()), width)
+        match = matchers[(direction, family)]
         lpm = raw.lpm[(direction, family)]
         for bank in (0, 1):
             small = raw.small.get((direction, family, bank))
@@ -183,8 +208,7 @@ def _assemble(raw: _Raw, candidates: Candidates) -> tuple[BankImage, BankImage]:
             exact = tuple(sorted((int.from_bytes(m, "little"), match.sorted_keys(g))
                                  for m, g in groups[bank].items()))
             addrs[bank][(direction, family)] = AddrTable(exact, tuple(sorted(lpm[bank])))
-    return tuple(_image_of(bank, raw.state.cfg[bank], raw.rules[bank], raw.arrays, addrs[bank])
-                 for bank in (0, 1))  # type: ignore[return-value]
+    return tuple(_image_of(raw, bank, addrs[bank]) for bank in (0, 1))  # type: ignore[return-value]
 
 
 def enabled_ifaces(iface_cfg: bytes, bank: int) -> list[IfaceEntry]:
@@ -211,16 +235,11 @@ class _Masks(dict):
         return value
 
 
-def _image_of(bank: int, cfg, rules: list, arrays: dict[str, bytes], addrs: dict) -> BankImage:
-    ints = _Masks()
-
-    def masks(data: bytes, start: int, count: int) -> tuple[int, ...]:
-        raws = struct.iter_unpack("16s", memoryview(data)[start * 16:(start + count) * 16])
-        return tuple(map(ints.__getitem__, map(operator.itemgetter(0), raws)))
+def _image_of(raw: _Raw, bank: int, addrs: dict) -> BankImage:
+    cfg = raw.state.cfg[bank]
     return BankImage(
-        rules=tuple(rules), flags=cfg.flags, dport=(), addrs=addrs,
-        ifaces=tuple(enabled_ifaces(arrays["iface_cfg"], bank)),
-        **{f: masks(arrays[name], bank * size, size) for name, f, size in ARRAY_MAPS},
+        rules=tuple(raw.rules[bank]), flags=cfg.flags, dport=(), addrs=addrs,
+        ifaces=tuple(raw.ifaces[bank]), **raw.tables[bank],
         **{f: getattr(cfg, c).value() for c, f in CFG_MASKS},
         **{f: _span(getattr(cfg, f)) for f in CFG_SPANS})
 
@@ -265,10 +284,9 @@ def _add(groups: dict[bytes, _Group], mask: bytes, addrs: bytes, width: int) -> 
     if g is None:
         g = groups[mask] = _Group()
     g.data += addrs
-    g.print += _fingerprint(addrs, width)
 
 
-def _fingerprint(keys: bytes, width: int) -> int:
+def _fingerprint(keys: bytes | bytearray, width: int) -> int:
     """Order-independent: the sum of every key's hash (siphash, keyed per process)."""
     return sum(map(hash, struct.iter_unpack(f"{width}s", keys)))
 
@@ -281,14 +299,22 @@ class _Matcher:
         self.candidates = [c for c in candidates if c]
         self.prints: dict[int, int] = {}
 
-    def sorted_keys(self, group: _Group) -> bytes:
+    def fingerprint_all(self) -> None:
         for c in self.candidates:
-            if len(c) != len(group.data):
-                continue
-            if id(c) not in self.prints:
-                self.prints[id(c)] = _fingerprint(c, self.width)
-            if self.prints[id(c)] == group.print:
-                return c
+            self._print(c)
+
+    def _print(self, c: bytes) -> int:
+        if id(c) not in self.prints:
+            self.prints[id(c)] = _fingerprint(c, self.width)
+        return self.prints[id(c)]
+
+    def sorted_keys(self, group: _Group) -> bytes:
+        same_length = [c for c in self.candidates if len(c) == len(group.data)]
+        if same_length:
+            mine = _fingerprint(group.data, self.width)
+            for c in same_length:
+                if self._print(c) == mine:
+                    return c
         keys = bytes(group.data)
         return sorted_unique_v4(keys) if self.width == 4 else sorted_unique(keys, self.width)
 
