@@ -453,6 +453,7 @@ def _run(config_dir: str, pin_dir: str, runtime_dir: str, log, notifier, trigger
                 daemon.announce(True, _status_line(config, result), [])
                 log.info("ready", config_dir=config_dir, pin_dir=pin_dir)
                 datapath.settle()
+                heap.release()  # the start's parse and adoption are done (settle releases only after a write)
                 daemon.loop(watcher)
             finally:
                 watch.stop()
