@@ -84,17 +84,15 @@ def test_a_flood_gets_the_rate_and_a_quiet_source_its_own(netbed: NetBed, xdpd, 
     quiet = "198.51.100.1"
     d = xdpd(config(netbed.victim_if, quiet_rules(
         quiet, f"{{name: cap, action: limit, proto: udp, rate: {RATE}/s, per: {per}}}"), mode="native"))
-    probe = UdpProbe(netbed, [quiet], dport=PROBE_PORT, interval=0.01).start()
-    try:
-        time.sleep(0.2)
-        # The generator is set up before the first reading: under load its
-        # setup can take a second, in which the quiet source has the bucket to itself.
-        with TrafficGen(netbed.sender_ns, netbed.sender_if) as gen:
-            seen_before, through_before = through(d)
+    # The quiet source sends only while the flood runs: what it sent while the
+    # generator was set up or the counters were read had a shared bucket to
+    # itself (half of its datagrams once, under load, when the probe ran on).
+    with TrafficGen(netbed.sender_ns, netbed.sender_if) as gen:
+        probe = UdpProbe(netbed, [quiet], dport=PROBE_PORT, interval=0.01).start()
+        try:
             result = gen.flood(flood_frame(netbed), 3_000_000, rate_pps=FLOOD_PPS, seconds_max=20.0)
-            seen_during, through_during = through(d)
-    finally:
-        probe.stop()
+        finally:
+            probe.stop()
     assert result.pps >= 1_000_000, f"{result.pps / 1e6:.2f} Mpps"
     assert result.seconds >= 2.0, result
     total, _ = passed(d, "cap")
@@ -104,12 +102,10 @@ def test_a_flood_gets_the_rate_and_a_quiet_source_its_own(netbed: NetBed, xdpd, 
         assert seen >= probe.sent[quiet] * 0.9 and let_through == seen, (seen, let_through, probe.sent[quiet])
         assert within(total - let_through, want), (total, let_through, want, result)
     else:
-        # One bucket: the flood and the quiet source together get rate * time + burst
-        # (and the quiet source's few datagrams before and after the flood).
+        # One bucket: the flood and the quiet source together get rate * time + burst,
+        # and the quiet source, competing with a source 100 times over the rate, loses
+        # most of what it sends while the flood runs (2 or 3 of ~250 got through here).
         assert within(total, want), (total, want, result)
-        # While the flood ran, the quiet source competed for the same bucket
-        # with a source 100 times over the rate: most of its datagrams lost.
-        seen, let_through = seen_during - seen_before, through_during - through_before
         assert seen >= 100 and let_through < seen // 2, (seen, let_through)
 
 
