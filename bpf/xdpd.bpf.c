@@ -89,13 +89,17 @@
  * Build-time parameters (-D): PIN_DIR, BAN_DIR, MAX_EXACT, MAX_PREFIXES,
  * IFINDEX_MAX, MAX_LIMIT_SOURCES, MAX_BANS.
  */
+/* Only the UAPI headers: the header structs and constants are all there.
+ * <linux/ip.h> and the like pull in the kernel's sk_buff world, and parsing
+ * it was half of every compile (2.2 s -> 1.1 s with bcc 0.26; the program
+ * built is the same, tag for tag). */
 #include <uapi/linux/bpf.h>
-#include <linux/in.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/tcp.h>
-#include <linux/udp.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/tcp.h>
+#include <uapi/linux/udp.h>
 
 #ifndef PIN_DIR
 #error "PIN_DIR must be defined (-DPIN_DIR=\"/sys/fs/bpf/xdpd/maps-...\")"
