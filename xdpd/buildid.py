@@ -1,6 +1,6 @@
 """What a compiled program was built from, recorded beside its pins so a restart can reuse it.
 
-Compiling with bcc is the slowest part of a start (about 2.6 s, in a child
+Compiling with bcc is the slowest part of a start (about 1.4 s, in a child
 process: :mod:`xdpd.compiler`).  A restart on the same machine with the same
 xdpd usually finds the very program it would build already pinned at
 ``<pin dir>/prog``; reusing it is only right when everything that shaped

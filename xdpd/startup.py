@@ -2,7 +2,7 @@
 
 Importing the whole daemon (pyroute2, prometheus_client, structlog, the
 watchdog library) takes about 0.25 s.  The slowest step of a first start is
-the compile (about 2.6 s, in a child process), and of a restart reading back
+the compile (about 1.4 s, in a child process), and of a restart reading back
 what the previous daemon's maps hold (about 1 s of batch lookups for a
 million addresses, mostly spent in the kernel).  Neither needs those
 imports, so :func:`begin` starts both first: it checks the prerequisites,
