@@ -42,7 +42,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from . import bpfsys
+from . import bpfsys, pins
 
 FORMAT = 1
 """Raise when the compiler changes what it builds from the same inputs."""
@@ -99,11 +99,12 @@ def identify(layout_id: str, cflags: list[str]) -> BuildIdentity:
 
 def toolchain(status_path: str = DPKG_STATUS) -> str:
     """bcc and its clang/LLVM, as one line (see the module docstring); never imports bcc."""
-    packages = dpkg_versions(status_path, ["python3-bpfcc", "libbpfcc"])
+    status = _read_status(status_path)
+    packages = _versions_in(status, ["python3-bpfcc", "libbpfcc"])
     depends = packages.get("libbpfcc", ("", ""))[1]
     llvm = sorted({d.split()[0].split(":")[0] for d in depends.split(",") if d.strip()
                    and d.split()[0].startswith(("libclang", "libllvm"))})
-    packages.update(dpkg_versions(status_path, llvm))
+    packages.update(_versions_in(status, llvm))
     parts = [f"{name}={version}" for name, (version, _) in sorted(packages.items())]
     parts.append(f"bcc.py={_bcc_python_version()}")
     parts.append(f"libbcc={_file_identity('libbcc.so.0')}")
@@ -115,11 +116,20 @@ def dpkg_versions(status_path: str, names: list[str]) -> dict[str, tuple[str, st
 
     A missing file (not Debian) gives nothing; a package not installed is left out.
     """
+    return _versions_in(_read_status(status_path), names)
+
+
+def _read_status(status_path: str) -> str:
+    """dpkg's status file, with a newline in front so every stanza starts with one ("" when absent)."""
     try:
         with open(status_path, encoding="utf-8", errors="replace") as f:
-            text = "\n" + f.read()
+            return "\n" + f.read()
     except OSError:
-        return {}
+        return ""
+
+
+def _versions_in(text: str, names: list[str]) -> dict[str, tuple[str, str]]:
+    """:func:`dpkg_versions` of a status file's text (see :func:`_read_status`)."""
     out = {}
     for name in names:
         at = text.find(f"\nPackage: {name}\n")
@@ -182,19 +192,18 @@ def _file_identity(soname: str) -> str:
 # ------------------------------------------------------------------ the pinned record
 
 
+_SHAPE = pins.SmallMap(bpfsys.BPF_MAP_TYPE_ARRAY, "xdpd_build", ct.c_uint32, _Record, 1)
+
+
 def read_record(pin_dir: str) -> tuple[int, BuildIdentity] | None:
     """(program id, identity) recorded under ``pin_dir``; None when there is none or it is unreadable."""
-    path = os.path.join(pin_dir, PIN_NAME)
-    if not os.path.exists(path):
-        return None
     try:
-        m = bpfsys.Map.open_pinned(path, ct.c_uint32, _Record)
+        m = _SHAPE.open(os.path.join(pin_dir, PIN_NAME))
     except OSError:
         return None
+    if m is None:
+        return None
     try:
-        info = m.info()
-        if (info.key_size, info.value_size) != (ct.sizeof(ct.c_uint32), ct.sizeof(_Record)):
-            return None
         rec = m.lookup(ct.c_uint32(0))
         if rec is None or not rec.prog_id or rec.length > TEXT_BYTES:
             return None
@@ -215,29 +224,8 @@ def write_record(pin_dir: str, prog_id: int, identity: BuildIdentity) -> None:
     text = identity.text().encode()
     if len(text) > TEXT_BYTES:
         raise ValueError(f"build identity of {len(text)} bytes does not fit the record ({TEXT_BYTES})")
-    path = os.path.join(pin_dir, PIN_NAME)
-    m = None
-    if os.path.exists(path):
-        m = bpfsys.Map.open_pinned(path, ct.c_uint32, _Record)
-        info = m.info()
-        if (info.key_size, info.value_size, info.max_entries) != (ct.sizeof(ct.c_uint32), ct.sizeof(_Record), 1):
-            m.close()
-            m = None
-    if m is None:
-        fd = bpfsys.map_create(bpfsys.BPF_MAP_TYPE_ARRAY, "xdpd_build", ct.sizeof(ct.c_uint32),
-                               ct.sizeof(_Record), 1)
-        m = bpfsys.Map(fd, ct.c_uint32, _Record, PIN_NAME)
-        tmp = path + "_new"  # bpffs forbids dots in names
-        try:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            bpfsys.obj_pin(fd, tmp)
-            os.replace(tmp, path)
-        except OSError:
-            m.close()
-            raise
+    m = _SHAPE.open_or_create(os.path.join(pin_dir, PIN_NAME))
     try:
         m.update(ct.c_uint32(0), _Record(prog_id=prog_id, length=len(text), text=text))
     finally:
         m.close()
-

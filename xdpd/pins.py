@@ -30,8 +30,11 @@ when the ban table's own format or capacity changes.
 
 from __future__ import annotations
 
+import ctypes as ct
+import errno
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import bpfsys, layout
@@ -58,11 +61,65 @@ def ban_dirs(pin_dir: str) -> list[str]:
 
 def pin_program(prog_fd: int, pin_dir: str) -> None:
     """Pin (or atomically re-pin) the program at ``pin_dir/prog``."""
-    tmp = os.path.join(pin_dir, "prog_new")  # bpffs forbids dots in names
-    if os.path.exists(tmp):
+    pin_replacing(prog_fd, os.path.join(pin_dir, PROG))
+
+
+def pin_replacing(fd: int, path: str) -> None:
+    """Pin the object ``fd`` at ``path`` in one step, replacing what was pinned there."""
+    tmp = path + "_new"  # bpffs forbids dots in names
+    if os.path.lexists(tmp):
         os.unlink(tmp)
-    bpfsys.obj_pin(prog_fd, tmp)
-    os.replace(tmp, os.path.join(pin_dir, PROG))
+    bpfsys.obj_pin(fd, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class SmallMap:
+    """The shape of one of the small maps the daemon pins beside the program's own
+    (``reloads-v1``, ``repairs-v1``, ``build-v1``): bcc creates the program's
+    maps from the C source, these the daemon creates itself."""
+
+    map_type: int
+    kernel_name: str
+    key_type: type
+    value_type: type
+    max_entries: int
+
+    def fits(self, m: bpfsys.Map) -> bool:
+        info = m.info()
+        return (info.type, info.key_size, info.value_size, info.max_entries) == \
+            (self.map_type, ct.sizeof(self.key_type), ct.sizeof(self.value_type), self.max_entries)
+
+    def open(self, path: str) -> bpfsys.Map | None:
+        """The map pinned at ``path`` if it has this shape; None when nothing is
+        pinned there or something of another shape (which only a hand-made pin
+        or another version can be).  Other errors of the kernel raise OSError."""
+        try:
+            m = bpfsys.Map.open_pinned(path, self.key_type, self.value_type)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        if self.fits(m):
+            return m
+        m.close()
+        return None
+
+    def open_or_create(self, path: str) -> bpfsys.Map:
+        """The map pinned at ``path``, or a new one pinned there in place of
+        anything of another shape.  Raises OSError when the kernel refuses."""
+        m = self.open(path)
+        if m is not None:
+            return m
+        fd = bpfsys.map_create(self.map_type, self.kernel_name, ct.sizeof(self.key_type),
+                               ct.sizeof(self.value_type), self.max_entries)
+        m = bpfsys.Map(fd, self.key_type, self.value_type, os.path.basename(path))
+        try:
+            pin_replacing(fd, path)
+        except OSError:
+            m.close()
+            raise
+        return m
 
 
 def remove_stale_maps(pin_dir: str, keep: str) -> list[str]:

@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from . import bpfsys
+from . import bpfsys, pins
 
 PIN_NAME = "reloads-v1"
 """Under the pin dir.  The version names the slot layout below; a new
@@ -32,6 +32,8 @@ layout takes a new name, so an old daemon never misreads a new map."""
 
 APPLIED, REJECTED, LAST_SUCCESS_NS, ADDRESSES = range(4)
 SLOTS = 4
+
+_SHAPE = pins.SmallMap(bpfsys.BPF_MAP_TYPE_ARRAY, "xdpd_reloads", ct.c_uint32, ct.c_uint64, SLOTS)
 
 
 @dataclass(frozen=True)
@@ -55,20 +57,7 @@ class ReloadStats:
         A map there of another shape (which only a hand-made pin can be) is
         replaced.  Raises :class:`OSError` when the kernel refuses.
         """
-        path = os.path.join(pin_dir, PIN_NAME)
-        self._map = _open(path) if os.path.exists(path) else None
-        if self._map is not None and not _fits(self._map):
-            self._map.close()
-            self._map = None
-        if self._map is None:
-            fd = bpfsys.map_create(bpfsys.BPF_MAP_TYPE_ARRAY, "xdpd_reloads", ct.sizeof(ct.c_uint32),
-                                   ct.sizeof(ct.c_uint64), SLOTS)
-            self._map = bpfsys.Map(fd, ct.c_uint32, ct.c_uint64, PIN_NAME)
-            tmp = path + "_new"  # bpffs forbids dots in names
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            bpfsys.obj_pin(fd, tmp)
-            os.replace(tmp, path)
+        self._map = _SHAPE.open_or_create(os.path.join(pin_dir, PIN_NAME))
 
     def close(self) -> None:
         self._map.close()
@@ -101,13 +90,3 @@ class ReloadStats:
 
     def _add(self, slot: int) -> None:
         self._set(slot, self._get(slot) + 1)
-
-
-def _open(path: str) -> bpfsys.Map:
-    return bpfsys.Map.open_pinned(path, ct.c_uint32, ct.c_uint64)
-
-
-def _fits(m: bpfsys.Map) -> bool:
-    info = m.info()
-    return (info.type, info.key_size, info.value_size, info.max_entries) == \
-        (bpfsys.BPF_MAP_TYPE_ARRAY, ct.sizeof(ct.c_uint32), ct.sizeof(ct.c_uint64), SLOTS)

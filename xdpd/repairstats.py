@@ -11,11 +11,10 @@ are that daemon's (and, once it is gone, its last word).
 from __future__ import annotations
 
 import ctypes as ct
-import errno
 import os
 from typing import Mapping
 
-from . import bpfsys
+from . import bpfsys, pins
 from .repairs import RepairCount
 
 PIN_NAME = "repairs-v1"
@@ -32,22 +31,15 @@ class _Value(ct.Structure):
     _fields_ = [("repairs", ct.c_uint64), ("deferred", ct.c_uint64), ("fighting", ct.c_uint64)]
 
 
+_SHAPE = pins.SmallMap(bpfsys.BPF_MAP_TYPE_HASH, "xdpd_repairs", _Key, _Value, MAX_ENTRIES)
+
+
 class RepairStats:
     """The pinned map: :meth:`write` replaces its contents with the limiter's counts."""
 
     def __init__(self, pin_dir: str) -> None:
         """Open ``<pin_dir>/repairs-v1`` (creating and pinning it on the first start) and clear it."""
-        path = os.path.join(pin_dir, PIN_NAME)
-        m = _open(path)
-        if m is None:
-            fd = bpfsys.map_create(bpfsys.BPF_MAP_TYPE_HASH, "xdpd_repairs", ct.sizeof(_Key),
-                                   ct.sizeof(_Value), MAX_ENTRIES)
-            m = bpfsys.Map(fd, _Key, _Value, PIN_NAME)
-            tmp = path + "_new"  # bpffs forbids dots in names
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            bpfsys.obj_pin(fd, tmp)
-            os.replace(tmp, path)
+        m = _SHAPE.open_or_create(os.path.join(pin_dir, PIN_NAME))
         self._map = m
         self._written: dict[str, RepairCount] = {}
         for key in list(m.keys()):
@@ -66,7 +58,7 @@ class RepairStats:
 
 def read(pin_dir: str) -> dict[str, RepairCount]:
     """What the last daemon recorded, by interface name ({} when it never recorded anything)."""
-    m = _open(os.path.join(pin_dir, PIN_NAME))
+    m = _SHAPE.open(os.path.join(pin_dir, PIN_NAME))
     if m is None:
         return {}
     try:
@@ -78,19 +70,3 @@ def read(pin_dir: str) -> dict[str, RepairCount]:
         return out
     finally:
         m.close()
-
-
-def _open(path: str) -> bpfsys.Map | None:
-    """The pinned map if it is there and has this layout's shape (else None: a new one is made)."""
-    try:
-        m = bpfsys.Map.open_pinned(path, _Key, _Value)
-    except OSError as e:
-        if e.errno == errno.ENOENT:
-            return None
-        raise
-    info = m.info()
-    if (info.type, info.key_size, info.value_size) != (bpfsys.BPF_MAP_TYPE_HASH, ct.sizeof(_Key),
-                                                        ct.sizeof(_Value)):
-        m.close()
-        return None
-    return m
