@@ -211,7 +211,7 @@ def find_or_compile(pin_dir: str, params: BuildParams) -> "Reused | PendingCompi
     fd, why = _reusable(pin_dir, build, identity)
     if fd is not None:
         return Reused(Loaded(fd, build.maps_dir, False, identity, reused=True, reason=why))
-    return PendingCompile(pin_dir, params, identity, why)
+    return PendingCompile(pin_dir, params, build, identity, why)
 
 
 def _reusable(pin_dir: str, build: Build, identity: buildid.BuildIdentity) -> tuple[int | None, str]:
@@ -285,13 +285,12 @@ class PendingCompile:
     slowest part of a start) overlaps with parsing a large blocklist.
     """
 
-    def __init__(self, pin_dir: str, params: BuildParams, identity: buildid.BuildIdentity | None = None,
-                 reason: str = "") -> None:
+    def __init__(self, pin_dir: str, params: BuildParams, build: Build, identity: buildid.BuildIdentity,
+                 reason: str) -> None:
         self.pin_dir, self.params = pin_dir, params
-        build = plan_build(pin_dir, params)
         self.maps_dir = build.maps_dir
         """Where the maps will be: bcc opens those already pinned there."""
-        self.identity = identity if identity is not None else build.identity()
+        self.identity = identity
         self.reason = reason
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)

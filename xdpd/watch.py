@@ -250,7 +250,7 @@ class ConfigWatcher:
                 self._last_complete = now
             if structural:
                 self._resync = True
-                self._resync_paths.update(p for p in (event.src_path, getattr(event, "dest_path", None)) if p)
+                self._resync_paths.update(p for p in (event.src_path, dest) if p)
             self._cond.notify_all()
 
     def _dir_attrs_changed(self, path: str) -> bool:
