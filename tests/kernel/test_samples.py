@@ -1,6 +1,6 @@
 """Samples of matched packets, end to end: real frames through a daemon, ``sample`` events in its log.
 
-The frames come from the live-frames generator, paced at 10,000 pps; the
+The frames come from the live-frames generator (or its relay), paced at 10,000 pps; the
 daemon logs to the console (its stderr), one ``sample key=value ...`` line
 per sample, the same fields journald gets as ``XDPD_*``.
 """

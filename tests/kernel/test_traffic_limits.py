@@ -1,7 +1,8 @@
-"""Limit rules against real floods: the live-frames generator into a daemon's native XDP program.
+"""Limit rules against real floods: the traffic generator into a daemon's native XDP program.
 
 The flood comes from ``tools.trafficgen`` (BPF_PROG_TEST_RUN in live-frames
-mode out of the sender's veth), the quiet traffic from sockets
+mode out of the sender's veth, or its relay where the kernel refuses
+that), the quiet traffic from sockets
 (:class:`tests.testbed.probe.UdpProbe`), and what passed is read from the
 daemon's own counters: a limit rule's matches less what it dropped over
 the rate.  The floods are paced at 1.2 Mpps: flat out, the generator fills

@@ -1,7 +1,7 @@
 """The traffic generator's pure half: where a frame's fields are, what a flood may do, how it is chunked.
 
-The kernel half (the XDP program rewriting sources, the live test runs)
-is tested in ``tests/kernel/test_trafficgen.py``.
+The kernel half (the XDP program rewriting sources, the live test runs or
+the relay) is tested in ``tests/kernel/test_trafficgen.py``.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import ipaddress
 import pytest
 
 from tests.testbed import frames
+from tools.trafficgen import relay
 from tools.trafficgen.fields import FrameError, locate
 from tools.trafficgen.plan import (
     FIRST_CHUNK, L4_UDP, L4_ZERO_NONE, MAX_COUNT, MAX_SECONDS, MODE_COUNTER, MODE_KEEP, MODE_RANDOM,
     PACED_CHUNK_SECONDS, FloodRefused, Sources, next_chunk, plan_flood,
 )
+from tools.trafficgen.program import MAX_COPIES, RelayPlan
 
 V4 = frames.frame_v4("udp", "192.0.2.1", "203.0.113.2", 1234, 9)
 V6 = frames.frame_v6("udp", "2001:db8::1", "2001:db8:ffff::2", 1234, 9)
@@ -135,3 +137,33 @@ def test_unpaced_chunks_measure_then_fill_the_time() -> None:
     assert next_chunk(plan, 5_000_000, 0.99, 6e6) == (60_000, 0.0)  # what fits before the limit
     assert next_chunk(plan, 5_000_000, 1.5, 6e6) == (plan.batch_size, 0.0)
     assert next_chunk(plan, 9_999_990, 0.5, 6e6) == (10, 0.0)
+
+
+# --------------------------------------------------------------------------- the relay's feed
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 100, 1 << 20])
+def test_the_relay_feeds_just_enough_frames_for_the_count(count: int) -> None:
+    copies = relay.COPIES
+    assert relay.fed_frames(count, count, copies) == count // copies + count % copies
+    assert relay.fed_frames(0, count, copies) == 0
+    assert relay.fed_frames(count, count, 1) == count
+
+
+def test_the_relay_feeds_chunk_by_chunk_what_it_feeds_at_once() -> None:
+    """Paced chunks that do not fall on a multiple of the copies add up to the same feed, never less than asked."""
+    count, copies = 10_007, 16
+    bounds = list(range(0, count, 333)) + [count]
+    fed = [relay.fed_frames(b, count, copies) for b in bounds]
+    assert fed[-1] == relay.fed_frames(count, count, copies)
+    assert all(f * copies >= min(b, count // copies * copies) for f, b in zip(fed, bounds))
+    assert fed == sorted(fed)
+
+
+def test_only_a_frame_sent_unchanged_is_copied() -> None:
+    keep = plan_flood(V4, 1000)
+    assert relay.relay_plan(keep, 7) == RelayPlan(7, relay.COPIES, 1000)
+    varied = plan_flood(V4, 1000, sources=Sources("counter", "192.0.2.0/24"))
+    assert relay.relay_plan(varied, 7) == RelayPlan(7, 1, 1000)
+    assert relay.relay_plan(plan_flood(V4, relay.COPIES - 1), 7).copies == 1
+    assert relay.COPIES <= MAX_COPIES

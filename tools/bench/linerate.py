@@ -4,8 +4,8 @@ Run as root from the repository root: ``make bench``
 (``/usr/bin/python3 -m tools.bench.linerate``).
 
 :mod:`tools.bench.packet` measures the program one test run at a time; this
-sends real frames.  The live-frames generator (:mod:`tools.trafficgen`)
-floods the victim's veth of a throwaway :class:`tests.testbed.netbed.NetBed`
+sends real frames.  The live-frames generator (:mod:`tools.trafficgen`;
+its relay where the kernel refuses live frames) floods the victim's veth of a throwaway :class:`tests.testbed.netbed.NetBed`
 flat out (60-byte UDP frames to the victim's address, port 9, where nothing
 listens).  A second bed carries a two-instruction ``XDP_DROP`` program in
 native mode for the whole run: before every flood of a scenario, one flood
@@ -67,6 +67,7 @@ from tools.bench.rulesets import address_rules, base_rules, make_pool, port_rule
 from tools.bench.session import load_average, log, unwind_on_signals
 from tools.trafficgen import TrafficGen
 from tools.trafficgen.link import set_gro
+from tools.trafficgen.relay import COPIES
 from xdpd.model import AddrSet, Rule
 
 FLOOD_FRAMES = 3_000_000
@@ -153,7 +154,9 @@ class LineRate:
                 self.ceiling.prog_ns = self.program_time(self.ceiling_bed, self.gen_ceiling, self.ceiling_frame)
             self.xdpd_rows(rules)
             self.stack_rows(rules)
-        return LineResults(self.args.frames, self.args.rounds, self.ceiling, self.rows, self.notes, [])
+            generator = "live-frames generator" if self.gen.live else (
+                f"relayed generator (this kernel refuses live frames; {COPIES} frames out per frame fed in)")
+        return LineResults(self.args.frames, self.args.rounds, self.ceiling, self.rows, self.notes, [], generator)
 
     def measure(self, label: str, counted_as: str, frame: bytes, count: Callable[[], int], note: str = "") -> Row:
         """``rounds`` floods of ``frame``, each right after one into the ceiling; ``count()`` reads the counter."""

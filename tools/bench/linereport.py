@@ -68,6 +68,8 @@ class LineResults:
     notes: list[str]
     load: list[str]
     """Load average at start and end: what else competed for the two CPUs."""
+    generator: str = "live-frames generator"
+    """How the frames were sent (:mod:`tools.trafficgen`: live frames, or its relay)."""
 
 
 def _target_lines(r: LineResults) -> list[str]:
@@ -90,7 +92,7 @@ def line_report(r: LineResults, elapsed: float) -> None:
     """The table, the targets and the notes."""
     print()
     print(f"xdpd line rate: kernel {platform.release()}, {cpu_model()} ({os.cpu_count()} CPUs), "
-          f"load average {' → '.join(r.load)} (start → end); two veth pairs, live-frames generator "
+          f"load average {' → '.join(r.load)} (start → end); two veth pairs, {r.generator} "
           f"(60-byte UDP frames), {r.frames:,} frames per flood, median of {r.rounds} rounds, each flood "
           "right after a flood into the drop-only ceiling")
     print()

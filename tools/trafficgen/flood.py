@@ -3,7 +3,8 @@
 :meth:`TrafficGen.flood` checks and plans first (:mod:`.plan`: nothing
 touches the kernel before every argument is accepted), then configures the
 generator program (:mod:`.program`), sends from a thread inside the
-namespace (:mod:`.liverun`) chunk by chunk, and reads the interface's
+namespace chunk by chunk (:mod:`.liverun`, or :mod:`.relay` where the
+kernel refuses live frames), and reads the interface's
 counters (:mod:`.link`) to say what became of the frames.  :func:`flood`
 is the same for a single flood.
 """
@@ -14,6 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from tests.testbed.netns import NETNS_RUN_DIR, call_in_netns
 from tools.trafficgen import link
@@ -21,7 +23,8 @@ from tools.trafficgen.link import LinkError, LinkState
 from tools.trafficgen.liverun import prog_test_run_live
 from tools.trafficgen.park import Parking
 from tools.trafficgen.plan import DEFAULT_BATCH, FloodPlan, Sources, next_chunk, plan_flood
-from tools.trafficgen.program import GeneratorProgram, shared_program
+from tools.trafficgen.program import GeneratorProgram, RelayPlan, shared_program
+from tools.trafficgen.relay import Feeder, relay_plan
 
 SETTLE_SECONDS = 0.1
 """How long the counters may take to catch up with the last frames (they do not wait for the peer's NAPI)."""
@@ -71,19 +74,34 @@ class TrafficGen:
     which makes each test run cost microseconds instead of 24 ms: what lets
     a paced flood send in 2 ms chunks.  ``program`` defaults to the
     process's shared generator; floods through one program run one at a
-    time.  Use as a context manager, or call :meth:`close`.
+    time.  ``relay``: send through :mod:`.relay` (True) or live frames
+    (False); by default live frames, unless the kernel refuses them
+    (:attr:`.program.GeneratorProgram.live_frames`).  Use as a context
+    manager, or call :meth:`close`.
 
     Raises :class:`.link.LinkError` if the namespace or the interface does
     not exist.
     """
 
-    def __init__(self, netns: str, ifname: str, program: GeneratorProgram | None = None) -> None:
+    def __init__(self, netns: str, ifname: str, program: GeneratorProgram | None = None,
+                 relay: bool | None = None) -> None:
         self.netns, self.ifname = netns, ifname
         if not os.path.exists(os.path.join(NETNS_RUN_DIR, netns)):
             raise LinkError(f"no network namespace {netns!r} (no {NETNS_RUN_DIR}/{netns})")
-        call_in_netns(netns, lambda: link.read_link(ifname), name=f"trafficgen-{ifname}")  # it exists
+        self.ifindex = call_in_netns(netns, lambda: link.read_link(ifname), name=f"trafficgen-{ifname}").ifindex
         self.program = program or shared_program()
-        self._parking: Parking | None = Parking(netns, self.program.prog_fd)
+        if relay is None:
+            with self.program.lock:
+                relay = not self.program.live_frames
+        self.live = not relay
+        self._parking: Parking | None = Parking(netns, self.program.prog_fd, up=not self.live)
+        self._feeder: Feeder | None = None
+        if not self.live:
+            try:
+                self._feeder = Feeder(netns, self._parking.peer)
+            except BaseException:
+                self.close()
+                raise
 
     def flood(self, frame: bytes, count: int, *, sources: Sources | None = None, batch_size: int = DEFAULT_BATCH,
               rate_pps: int | None = None, seconds_max: float = 10.0) -> FloodResult:
@@ -110,11 +128,21 @@ class TrafficGen:
             raise RuntimeError("TrafficGen is closed")
         prog = self.program
         stop = threading.Event()
+        relay: RelayPlan | None = None
+        if self._feeder is None:
+            transmit = lambda size: prog_test_run_live(prog.prog_fd, plan.frame, size, self.ifindex,  # noqa: E731
+                                                       plan.batch_size)
+        else:
+            relay = relay_plan(plan, self.ifindex)
+            transmit = self._feeder.transmit(plan.frame, plan.count, relay.copies)
+
+        def run() -> tuple[LinkState, LinkState, float]:
+            prog.configure(plan.program, relay)  # in the namespace: the relay's map resolves the index there
+            return _send(plan, self.ifname, transmit, stop)
+
         with prog.lock:
-            prog.configure(plan.program)
             try:
-                before, after, seconds = call_in_netns(self.netns, lambda: _send(prog, plan, self.ifname, stop),
-                                                       name=f"trafficgen-{self.ifname}")
+                before, after, seconds = call_in_netns(self.netns, run, name=f"trafficgen-{self.ifname}")
             finally:
                 stop.set()  # an interrupted caller stops the thread at its next chunk
             result = FloodResult(prog.frames_run(), seconds, after.tx_packets - before.tx_packets,
@@ -125,6 +153,9 @@ class TrafficGen:
 
     def close(self) -> None:
         """Unpark the program (the program itself stays loaded for other floods)."""
+        if self._feeder is not None:
+            self._feeder.close()
+            self._feeder = None
         if self._parking is not None:
             self._parking.close()
             self._parking = None
@@ -149,9 +180,12 @@ def flood(netns: str, ifname: str, frame: bytes, count: int, *, sources: Sources
                          seconds_max=seconds_max)
 
 
-def _send(prog: GeneratorProgram, plan: FloodPlan, ifname: str,
+def _send(plan: FloodPlan, ifname: str, transmit: Callable[[int], None],
           stop: threading.Event) -> tuple[LinkState, LinkState, float]:
-    """The chunks of one flood, from a thread in the sender's namespace; (counters before, after, seconds)."""
+    """The chunks of one flood, from a thread in the sender's namespace; (counters before, after, seconds).
+
+    ``transmit(n)`` sends the next ``n`` frames (live frames, or the relay).
+    """
     before = link.read_link(ifname)
     if not before.up:
         raise LinkError(f"interface {ifname} is down: XDP_TX frames would be dropped")
@@ -162,7 +196,7 @@ def _send(prog: GeneratorProgram, plan: FloodPlan, ifname: str,
         size, wait = next_chunk(plan, sent, elapsed, pps_seen)
         if elapsed + wait >= plan.seconds_max or (wait and stop.wait(wait)) or stop.is_set():
             break
-        prog_test_run_live(prog.prog_fd, plan.frame, size, before.ifindex, plan.batch_size)
+        transmit(size)
         sent += size
         pps_seen = sent / (time.perf_counter() - start)
     seconds = time.perf_counter() - start

@@ -12,14 +12,32 @@ as this object (bcc holds its fd).
 from __future__ import annotations
 
 import ctypes as ct
+import errno
+import functools
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+from tools.trafficgen.liverun import prog_test_run_live
 from tools.trafficgen.plan import ProgramConfig
 from xdpd import bpfsys
 
 SOURCE = Path(__file__).resolve().parent / "trafficgen.bpf.c"
 FUNCTION = "xdp_trafficgen"
+MAX_COPIES = 64
+"""Entries of the program's ``out_copies`` map (``MAX_COPIES`` in the C source)."""
+
+
+@dataclass(frozen=True)
+class RelayPlan:
+    """A relayed flood's part of the program's configuration (see :mod:`.relay`)."""
+
+    out_ifindex: int = 0
+    """The sending interface, in the relay's namespace; 0: live frames (XDP_TX)."""
+    copies: int = 1
+    """Frames out per frame fed in (2 to :data:`MAX_COPIES`: a broadcast redirect), while ..."""
+    budget: int = 0
+    """... that many more still fit in the flood's count."""
 
 
 class GenConfig(ct.Structure):
@@ -35,6 +53,9 @@ class GenConfig(ct.Structure):
         ("host_mask", ct.c_uint32),
         ("vary_word", ct.c_uint32),
         ("base", ct.c_uint8 * 16),
+        ("out_ifindex", ct.c_uint32),
+        ("copies", ct.c_uint32),
+        ("budget", ct.c_uint64),
     ]
 
 
@@ -48,6 +69,10 @@ class GeneratorProgram:
         self.prog_fd: int = self._bpf.load_func(FUNCTION.encode(), BPF.XDP).fd
         self._config = self._open_map("config", GenConfig)
         self._frames = self._open_map("frames", ct.c_uint64)
+        self._copies = self._open_map("out_copies", ct.c_uint32)
+        if self._copies.info().max_entries != MAX_COPIES:
+            raise RuntimeError(f"{SOURCE}: out_copies holds {self._copies.info().max_entries} entries, "
+                               f"{type(self).__module__} expects {MAX_COPIES}")
         self.lock = threading.Lock()
         """Held by a flood for its whole run: floods through this program must not overlap."""
 
@@ -59,17 +84,45 @@ class GeneratorProgram:
                                f"{type(self).__module__} expects {ct.sizeof(value_type)}")
         return m
 
-    def configure(self, config: ProgramConfig) -> None:
-        """Set what the next flood sends, and restart the frame counter (the counter mode's n) at 0."""
+    def configure(self, config: ProgramConfig, relay: RelayPlan | None = None) -> None:
+        """Set what the next flood sends, and restart the frame counter (the counter mode's n) at 0.
+
+        ``relay``: where live frames are refused (:mod:`.relay`), the
+        interface the program redirects each frame out of, and how many
+        frames leave per frame fed in.  Call it from a thread in that
+        interface's network namespace: the copies' map looks the index up
+        there.
+        """
+        relay = relay or RelayPlan()
+        for i in range(MAX_COPIES):
+            if i < relay.copies and relay.copies > 1:
+                self._copies.update(ct.c_uint32(i), ct.c_uint32(relay.out_ifindex))
+            else:
+                self._copies.delete(ct.c_uint32(i))
         value = GenConfig(config.mode, config.src_off, config.src_words, config.ip_csum_off,
                           config.l4_csum_off, config.l4_flags, config.host_mask, config.vary_word,
-                          (ct.c_uint8 * 16)(*config.base))
+                          (ct.c_uint8 * 16)(*config.base), relay.out_ifindex, relay.copies, relay.budget)
         self._config.update(ct.c_uint32(0), value)
         self._frames.update(ct.c_uint32(0), ct.c_uint64(0))
 
     def frames_run(self) -> int:
         """How often the program ran since :meth:`configure`: the frames it handed to the kernel to send."""
         return int(self._frames.lookup(ct.c_uint32(0)).value)
+
+    @functools.cached_property
+    def live_frames(self) -> bool:
+        """Whether this kernel runs the program in live-frames mode (some refuse it with EPERM).
+
+        Found out once, with one frame run on no device: the program sends it
+        to the loopback device, which takes no XDP frames, so it goes nowhere.
+        """
+        try:
+            prog_test_run_live(self.prog_fd, bytes(60), 1, 0)
+        except bpfsys.BpfError as e:
+            if e.errno == errno.EPERM:
+                return False
+            raise
+        return True
 
     def close(self) -> None:
         """Unload the program and its maps (bcc closes the fds)."""

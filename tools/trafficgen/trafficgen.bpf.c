@@ -2,10 +2,12 @@
 /*
  * The traffic generator's XDP program, compiled by bcc (tools/trafficgen/program.py).
  *
- * It is never attached to an interface: BPF_PROG_TEST_RUN runs it in live
- * frames mode (BPF_F_TEST_XDP_LIVE_FRAMES) once per frame to send, and its
- * XDP_TX makes the kernel transmit the frame out of the interface named by
- * the test run's ingress_ifindex.
+ * BPF_PROG_TEST_RUN runs it in live frames mode (BPF_F_TEST_XDP_LIVE_FRAMES)
+ * once per frame to send, and its XDP_TX makes the kernel transmit the frame
+ * out of the interface named by the test run's ingress_ifindex.  Where live
+ * frames are refused (tools/trafficgen/relay.py), it is attached to a veth
+ * of its own instead, frames are fed into that veth's peer, and it
+ * redirects each one out of the sending interface (out_ifindex).
  *
  * Per frame it may rewrite 32 bits of the IPv4 or IPv6 source address (a
  * counter or bpf_get_prandom_u32(), masked into a prefix): the low 32 bits,
@@ -49,12 +51,23 @@ struct gen_config {
 	u32 vary_word;    /* the 16-bit word of the address where those 32 bits start:
 			   * 0 (IPv4), 6 (IPv6 host) or 2 (IPv6 /64) */
 	u16 base[8];      /* the prefix address as it goes in the frame (network order) */
+	u32 out_ifindex;  /* relayed: redirect out of this interface; 0: XDP_TX (live frames) */
+	u32 copies;       /* relayed, MODE_KEEP: frames out per frame fed in (out_copies' entries) */
+	u64 budget;       /* ... while this many frames are not yet out: the flood's count */
 };
 
 BPF_ARRAY(config, struct gen_config, 1);
 /* Frames the program ran on since userspace last reset it: the counter mode's n.
  * Global, not per CPU: a test run may move to another CPU between batches. */
 BPF_ARRAY(frames, u64, 1);
+
+/* A relayed flood of one unchanged frame: each frame fed in leaves as many
+ * frames as this map has entries (each the sending interface; a broadcast
+ * redirect clones the frame for each), so the sender pays for one skb per
+ * `copies` frames.  The fed frames go through one veth's NAPI, in order, so
+ * no other run moves the counter between its test and its update here. */
+#define MAX_COPIES 64
+BPF_DEVMAP(out_copies, MAX_COPIES);
 
 /* ~(~csum + diff), folded: the RFC 1624 update of a checksum field. */
 static __always_inline u16 csum_replace(u16 csum, u32 diff)
@@ -77,6 +90,14 @@ static __always_inline u16 *field16(void *data, void *data_end, u32 off)
 	return p;
 }
 
+/* Out of the interface the test run names, or the relay's sending interface. */
+static __always_inline int send(const struct gen_config *cfg)
+{
+	u32 out = cfg->out_ifindex;
+
+	return out ? bpf_redirect(out, 0) : XDP_TX;
+}
+
 int xdp_trafficgen(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -87,9 +108,17 @@ int xdp_trafficgen(struct xdp_md *ctx)
 
 	if (!cfg || !count)
 		return XDP_ABORTED;
+	if (cfg->mode == MODE_KEEP) {
+		u32 k = cfg->copies;
+
+		if (k > 1 && *count + k <= cfg->budget) {
+			__sync_fetch_and_add(count, k);
+			return out_copies.redirect_map(0, BPF_F_BROADCAST);
+		}
+		__sync_fetch_and_add(count, 1);
+		return send(cfg);
+	}
 	u64 n = __sync_fetch_and_add(count, 1);
-	if (cfg->mode == MODE_KEEP)
-		return XDP_TX;
 
 	u32 host = cfg->mode == MODE_COUNTER ? (u32)n : bpf_get_prandom_u32();
 	u32 vw = cfg->vary_word;
@@ -141,5 +170,5 @@ int xdp_trafficgen(struct xdp_md *ctx)
 			*csum = sum == 0 && (cfg->l4_flags & L4_UDP) ? 0xffff : sum;
 		}
 	}
-	return XDP_TX;
+	return send(cfg);
 }
