@@ -17,6 +17,9 @@
  *   src/dst    hash {bank, addr}          exact /32 and /128 entries
  *              lpm  {bank, addr}/plen     shorter prefixes (cilium's prefilter
  *                                          split: the trie stays small)
+ *              blocks array[bank][65536]  per IPv4 /16: the prefixes covering
+ *                                          it, and whether a longer one lies in
+ *                                          it (else the trie is not consulted)
  *              filter: bitmap[2^24]       one bit per hash value of every
  *                                          exact key (both banks): a clear bit
  *                                          proves a miss without the hash map
@@ -188,6 +191,14 @@
 #define F_DST4_SMALL (1 << 10)
 #define F_DST6_SMALL (1 << 11)
 #define SMALL_MAX 8
+/* The bank's /16 block index holds its IPv4 prefixes of a direction (not
+ * small): the trie is consulted only for an address in a block that a
+ * prefix longer than /16 reaches; elsewhere the block's `sure` mask, its
+ * covering prefixes' rules, is the trie's answer (an entry's mask holds its
+ * covering prefixes' bits).  Most addresses are in such a block, and an
+ * array read costs a fraction of a trie lookup. */
+#define F_SRC4_BLOCKS (1 << 12)
+#define F_DST4_BLOCKS (1 << 13)
 #define F_TTL (1 << 14)		/* some rule names ttl (and so on) */
 #define F_LEN (1 << 15)
 #define F_VLAN (1 << 16)
@@ -784,6 +795,14 @@ static __always_inline struct mask src4_match(u32 bank, u32 flags, const struct 
 		}
 	}
 	if (flags & F_SRC4_LPM) {
+		if (flags & F_SRC4_BLOCKS) {
+			u32 bk = bank * 65536 + (bpf_ntohl(p->s4) >> 16);
+			struct block16 *x = src4_blocks.lookup(&bk);
+			if (x && !(x->maybe.w[0] | x->maybe.w[1])) {
+				mask_or(&r, &x->sure);
+				return r;
+			}
+		}
 		struct lpm4 k = {.prefixlen = 64, .bank = bank, .addr = p->s4};
 		mask_or(&r, src4_lpm.lookup(&k));
 	}
@@ -840,6 +859,14 @@ static __always_inline struct mask dst4_match(u32 bank, u32 flags, const struct 
 		}
 	}
 	if (flags & F_DST4_LPM) {
+		if (flags & F_DST4_BLOCKS) {
+			u32 bk = bank * 65536 + (bpf_ntohl(p->d4) >> 16);
+			struct block16 *x = dst4_blocks.lookup(&bk);
+			if (x && !(x->maybe.w[0] | x->maybe.w[1])) {
+				mask_or(&r, &x->sure);
+				return r;
+			}
+		}
 		struct lpm4 k = {.prefixlen = 64, .bank = bank, .addr = p->d4};
 		mask_or(&r, dst4_lpm.lookup(&k));
 	}

@@ -68,6 +68,21 @@ def _span(span: tuple[int, int, int]) -> layout.Span:
     return layout.Span(lo=lo, hi=hi, m=layout.Mask.of(mask))
 
 
+def _indexed(image: BankImage | None, direction: str, table: AddrTable | None) -> AddrTable | None:
+    """What the bank's IPv4 /16 block index holds: ``table``'s index, or None (unknown).
+
+    The flags say whether it was written: a bank an older daemon wrote has
+    prefixes in the trie but no index for them, and one written before a
+    table turned small or big may hold either.  Unknown is written whole.
+    """
+    if image is None or table is None:
+        return None
+    kind = "small" if table.small else "blocks"
+    if not table.small and not table.lpm:
+        return table  # nothing to index: the index is empty, as written when the table had prefixes
+    return table if image.flags & layout.ADDR_FLAGS[(direction, 4, kind)] else None
+
+
 def _lpm_key(keytype: type, bank: int, net: bytes, plen: int):
     """The trie key: 32 bits of bank number, then the prefix."""
     key = keytype(prefixlen=32 + plen, bank=bank)
@@ -168,6 +183,8 @@ class Datapath:
         self._write_arrays(bank, image, old)
         for (direction, family), table in image.addrs.items():
             prev = old.addrs.get((direction, family)) if old else None
+            if family == 4:
+                self._write_blocks(bank, direction, _indexed(old, direction, prev), table)
             self._write_small(bank, direction, family, prev, table)
             entries = diff.for_maps((direction, family))
             self._write_exact(bank, direction, family, entries)
@@ -202,8 +219,6 @@ class Datapath:
                      old: AddrTable | None, new: AddrTable) -> None:
         if old is not None and old.small == new.small and (not new.small or old == new):
             return
-        if family == 4:
-            self._write_blocks(bank, direction, old, new)
         m = self.maps[layout.small_map(direction, family)]
         value = m.value_type()
         if new.small:
@@ -218,7 +233,9 @@ class Datapath:
         m.update(ct.c_uint32(bank), value)
 
     def _write_blocks(self, bank: int, direction: str, old: AddrTable | None, new: AddrTable) -> None:
-        """The /16 block index of a small IPv4 table (all of it when ``old`` is unknown)."""
+        """The /16 block index of an IPv4 table (all of it when what it holds, ``old``, is unknown)."""
+        if old is not None and old.small == new.small and (old == new if new.small else old.lpm == new.lpm):
+            return
         m = self.maps[f"{direction}4_blocks"]
         before, after = block_index(old), block_index(new)
         blocks = range(layout.BLOCKS) if old is None else \

@@ -106,6 +106,10 @@ F_SRC6_SMALL = 1 << 9
 F_DST4_SMALL = 1 << 10
 F_DST6_SMALL = 1 << 11
 SMALL_MAX = 8
+F_SRC4_BLOCKS = 1 << 12
+"""The bank's /16 block index (``src4_blocks``) holds its IPv4 source prefixes: the
+program consults the trie only for an address in a block a longer prefix reaches."""
+F_DST4_BLOCKS = 1 << 13
 HDR_FLAGS = {"ttl_wild": 1 << 14, "len_wild": 1 << 15, "vlan_wild": 1 << 16,
              "tcpf_wild": 1 << 17, "icmpt_wild": 1 << 18, "icmpc_wild": 1 << 19}
 """bank_cfg.flags: some rule names this header field (by its wild mask's name)."""
@@ -123,6 +127,8 @@ ADDR_FLAGS = {
     ("src", 6, "small"): F_SRC6_SMALL,
     ("dst", 4, "small"): F_DST4_SMALL,
     ("dst", 6, "small"): F_DST6_SMALL,
+    ("src", 4, "blocks"): F_SRC4_BLOCKS,
+    ("dst", 4, "blocks"): F_DST4_BLOCKS,
 }
 
 

@@ -86,15 +86,20 @@ EMPTY_TABLE = AddrTable()
 
 
 def block_index(table: AddrTable | None) -> dict[int, tuple[int, int]]:
-    """/16 block -> (sure, maybe) masks of a small IPv4 table (see struct block16).
+    """/16 block -> (sure, maybe) masks of an IPv4 table (see struct block16).
 
     ``sure``: rules with a prefix of length <= 16 covering the whole block;
-    ``maybe``: rules with a longer entry inside it.  Empty unless small.
+    ``maybe``: rules with a longer entry inside it.  A small table indexes
+    all its entries (the program scans it only for a block with ``maybe``);
+    another only its prefixes (the program consults the trie only then,
+    and takes ``sure`` as its answer otherwise: a trie entry's mask holds
+    its covering prefixes' bits, so the longest covering prefix's mask is
+    their OR).  Hosts of a table that is not small are in the hash.
     """
     out: dict[int, tuple[int, int]] = {}
-    if table is None or not table.small:
+    if table is None:
         return out
-    for net, plen, mask in table.small_entries(4):
+    for net, plen, mask in table.small_entries(4) if table.small else table.lpm:
         first = int.from_bytes(net[:2], "big")
         if plen <= 16:
             for block in range(first, first + (1 << (16 - plen))):
@@ -257,6 +262,8 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
                         flags |= layout.ADDR_FLAGS[(direction, family, "exact")]
                     if table.lpm:
                         flags |= layout.ADDR_FLAGS[(direction, family, "lpm")]
+                        if family == 4:
+                            flags |= layout.ADDR_FLAGS[(direction, family, "blocks")]
             addrs[(direction, family)] = table
     for name, flag in layout.HDR_FLAGS.items():
         if headers[name] != all_rules:

@@ -7,12 +7,16 @@ match, count rules, default drop with ARP/ND exempt, exact counters).
 
 from __future__ import annotations
 
+import array
+import ctypes
+
 import pytest
 
 from tests.testbed.frames import eth, frame_arp_request, frame_v4, frame_v6, icmpv6, ipv4, ipv6
 from xdpd import layout
 from xdpd.bankread import read_banks
 from xdpd.compiler import BuildParams, compile_program
+from xdpd.datapath import Datapath
 from xdpd.layout import Verdict
 
 pytestmark = pytest.mark.kernel
@@ -421,3 +425,57 @@ def test_block_index_answers_for_covered_and_empty_blocks(prog, field):
     n = prog.rule("narrow")[0]
     assert run("198.51.100.15") == "pass" and prog.rule("narrow")[0] == n + 1
     assert run("198.51.100.16") == "pass" and prog.rule("narrow")[0] == n + 1
+
+
+BIG_HOSTS = ", ".join(f"198.18.{i}.1" for i in range(layout.SMALL_MAX + 1))
+
+
+@pytest.mark.parametrize("field", ["src", "dst"])
+def test_a_big_table_asks_the_trie_only_where_a_longer_prefix_lies(prog, field):
+    """Hosts in the hash, prefixes in the trie, and the /16 block index in front of
+    the trie: a block only short prefixes cover answers from the index, a block with
+    a longer prefix inside asks the trie, an empty block matches nothing."""
+    prog.load(f"""
+        rules:
+          - {{name: wide, action: count, {field}: [10.0.0.0/8]}}
+          - {{name: big, action: drop, {field}: [{BIG_HOSTS}, 10.1.2.0/24, 100.64.0.0/10]}}
+    """)
+    assert prog.maps.state().cfg[prog.maps.active_bank()].flags & layout.ADDR_FLAGS[(field, 4, "blocks")]
+
+    def run(addr: str) -> tuple[str, int]:
+        src, dst = (addr, V4_DST) if field == "src" else ("198.51.100.200", addr)
+        n = prog.rule("wide")[0]
+        return prog.run(frame_v4("udp", src, dst, 1000, 53)), prog.rule("wide")[0] - n
+
+    assert run("100.100.1.1") == ("drop", 0)   # block 100.100: the /10 covers it, no trie
+    assert run("100.63.1.1") == ("pass", 0)    # just outside the /10
+    assert run("10.1.2.5") == ("drop", 1)      # block 10.1: the /24 inside, the trie
+    assert run("10.1.3.5") == ("pass", 1)      # ... outside the /24: the trie gives the /8
+    assert run("10.200.0.1") == ("pass", 1)    # block 10.200: the /8 alone, no trie
+    assert run("198.18.3.1") == ("drop", 0)    # a host: the hash
+    assert run("11.0.0.1") == ("pass", 0)      # nothing anywhere
+
+
+def test_banks_an_older_daemon_wrote_get_their_block_index_before_the_program_uses_it(prog):
+    """A bank with prefixes in the trie but no block index (no F_*4_BLOCKS: an older
+    daemon's) is known as such when adopted, and its index is written whole."""
+    text = f"rules: [{{name: big, action: drop, src: [{BIG_HOSTS}, 100.64.0.0/10]}}]"
+    prog.load(text)
+    image = prog.dp.known[prog.maps.active_bank()]
+    blocks = prog.maps["src4_blocks"]
+    keys = array.array("I", range(2 * layout.BLOCKS)).tobytes()
+    blocks.update_batch(keys, bytes(ctypes.sizeof(layout.Block16)) * (2 * layout.BLOCKS))
+    st = prog.maps.state()
+    for cfg in st.cfg:
+        cfg.flags &= ~layout.F_SRC4_BLOCKS
+    prog.maps.write_state(st)
+    frame = frame_v4("udp", "100.100.1.1", V4_DST, 1000, 53)
+    assert prog.run(frame) == "drop"           # the trie, as an older daemon's bank has it
+
+    dp = Datapath(prog.maps)
+    dp.adopt()
+    assert all(k is not None and not k.flags & layout.F_SRC4_BLOCKS for k in dp.known)
+    dp.apply(image)
+    assert prog.maps.state().cfg[prog.maps.active_bank()].flags & layout.F_SRC4_BLOCKS
+    assert prog.run(frame) == "drop"           # the index, written before the flag
+    assert prog.run(frame_v4("udp", "100.128.1.1", V4_DST, 1000, 53)) == "pass"

@@ -116,7 +116,7 @@ def test_empty_list_matches_nothing_not_everything():
 def test_more_entries_than_the_small_table_go_to_the_hash_and_the_trie():
     hosts = ", ".join(f"192.0.2.{i}" for i in range(1, layout.SMALL_MAX + 1))
     img = image(f"rules: [{{name: h, action: drop, src: [{hosts}, 198.51.100.0/24]}}]")
-    assert img.flags == layout.F_SRC4_EXACT | layout.F_SRC4_LPM
+    assert img.flags == layout.F_SRC4_EXACT | layout.F_SRC4_LPM | layout.F_SRC4_BLOCKS
     assert not img.addrs[("src", 4)].small
     img = image(f"rules: [{{name: h, action: drop, src: [{hosts}]}}]")
     assert img.flags == layout.F_SRC4_SMALL
@@ -235,3 +235,28 @@ rules:
     assert idx[(192 << 8) + 0] == (0, 0b10)         # 192.0/16: a /24 inside
     assert len(idx) == 3
     assert tables.block_index(img.addrs[("dst", 4)]) == {}
+    assert img.flags & layout.F_SRC4_SMALL and not img.flags & layout.F_SRC4_BLOCKS
+
+
+def test_block_index_of_a_big_ipv4_table_holds_its_prefixes_not_its_hosts():
+    """Beyond SMALL_MAX entries the hosts go to the hash; the index tells the program
+    which blocks need the trie (a prefix longer than /16 inside) and what covers the rest."""
+    hosts = ", ".join(f"198.18.{i}.1" for i in range(layout.SMALL_MAX + 1))
+    img = image(f"""
+rules:
+  - {{name: wide, action: count, src: [10.0.0.0/15]}}
+  - {{name: big, action: drop, src: [{hosts}, 10.1.2.0/24, 100.64.0.0/10]}}
+  - {{name: dst-only, action: drop, dst: [{hosts}]}}
+""")
+    table = img.addrs[("src", 4)]
+    assert not table.small and table.exact and table.lpm
+    assert img.flags & layout.F_SRC4_BLOCKS and not img.flags & layout.F_SRC4_SMALL
+    idx = tables.block_index(table)
+    assert idx[(10 << 8) + 0] == (0b01, 0)            # covered by the /15
+    assert idx[(10 << 8) + 1] == (0b01, 0b011)        # and the /24 inside (its mask holds the /15's bit)
+    assert all(idx[(100 << 8) + b] == (0b10, 0) for b in range(64, 128))  # the /10: 64 blocks
+    assert (198 << 8) + 18 not in idx                 # hosts: in the hash, not the index
+    assert len(idx) == 2 + 64
+    dst = img.addrs[("dst", 4)]
+    assert not dst.small and not dst.lpm and tables.block_index(dst) == {}
+    assert not img.flags & layout.F_DST4_BLOCKS       # no prefix: no trie to spare
