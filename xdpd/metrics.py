@@ -53,11 +53,15 @@ def families(status: dict[str, Any], reloads: ReloadCounts) -> list[Metric]:
         "xdpd_rule_limited_packets_total",
         "Packets a limit rule dropped because they were over its rate (limit rules only).",
         labels=["rule"])
+    limited_bytes = CounterMetricFamily(
+        "xdpd_rule_limited_bytes_total", "Bytes (whole frames) of the packets in xdpd_rule_limited_packets_total.",
+        labels=["rule"])
     for name, r in status.get("rules", {}).items():
         rule_packets.add_metric([name, r["action"]], r["packets"])
         rule_bytes.add_metric([name, r["action"]], r["bytes"])
         if "limited" in r:
             limited.add_metric([name], r["limited"]["packets"])
+            limited_bytes.add_metric([name], r["limited"]["bytes"])
 
     iface_packets = CounterMetricFamily(
         "xdpd_interface_packets_total",
@@ -78,11 +82,22 @@ def families(status: dict[str, Any], reloads: ReloadCounts) -> list[Metric]:
             iface_bytes.add_metric([name, verdict], c["bytes"])
         attached.add_metric([name, i["mode"]], 1 if i["attached"] else 0)
 
-    out: list[Metric] = [rule_packets, rule_bytes, limited, iface_packets, iface_bytes, attached]
+    out: list[Metric] = [rule_packets, rule_bytes, limited, limited_bytes, iface_packets, iface_bytes, attached]
     if "bans" in status:
+        b = status["bans"]
         bans = GaugeMetricFamily("xdpd_bans", "Sources banned now (by xdpd ban and by limit rules).")
-        bans.add_metric([], status["bans"]["active"])
-        out.append(bans)
+        bans.add_metric([], b["active"])
+        capacity = GaugeMetricFamily("xdpd_ban_capacity", "Bans the ban table holds at most (settings.max_bans).")
+        capacity.add_metric([], b["capacity"])
+        by_rules = CounterMetricFamily(
+            "xdpd_bans_by_rules_total", "Bans limit rules made (a source over the rate of a rule with ban:).")
+        by_rules.add_metric([], b["banned_by_rules"])
+        full = CounterMetricFamily(
+            "xdpd_ban_table_full_total",
+            "Bans limit rules could not make because the ban table was full (the source was still dropped "
+            "over the rate; raise settings.max_bans).")
+        full.add_metric([], b["table_full"])
+        out += [bans, capacity, by_rules, full]
 
     total = CounterMetricFamily(
         "xdpd_reloads_total",

@@ -111,12 +111,16 @@ def from_status(st: dict) -> Samples:
         out[key("xdpd_rule_bytes_total", rule=name, action=r["action"])] = r["bytes"]
         if "limited" in r:
             out[key("xdpd_rule_limited_packets_total", rule=name)] = r["limited"]["packets"]
+            out[key("xdpd_rule_limited_bytes_total", rule=name)] = r["limited"]["bytes"]
     for name, i in st["interfaces"].items():
         for verdict, c in i["counters"].items():
             out[key("xdpd_interface_packets_total", interface=name, verdict=verdict)] = c["packets"]
             out[key("xdpd_interface_bytes_total", interface=name, verdict=verdict)] = c["bytes"]
         out[key("xdpd_interface_attached", interface=name, mode=i["mode"])] = 1 if i["attached"] else 0
     out[key("xdpd_bans")] = st["bans"]["active"]
+    out[key("xdpd_ban_capacity")] = st["bans"]["capacity"]
+    out[key("xdpd_bans_by_rules_total")] = st["bans"]["banned_by_rules"]
+    out[key("xdpd_ban_table_full_total")] = st["bans"]["table_full"]
     return out
 
 
@@ -169,7 +173,9 @@ def test_scraped_metrics_equal_status_and_never_go_down(netbed: NetBed, xdpd, tm
     assert first[key("xdpd_rule_packets_total", rule="drop-doc-net", action="drop")] == 5
     assert first[key("xdpd_rule_limited_packets_total", rule="udp-limit")] >= 1
     assert first[key("xdpd_interface_attached", interface=netbed.victim_if, mode="native")] == 1
+    assert first[key("xdpd_rule_limited_bytes_total", rule="udp-limit")] >= 42  # a frame at least
     assert first[key("xdpd_bans")] == 1
+    assert first[key("xdpd_bans_by_rules_total")] == 1 and first[key("xdpd_ban_table_full_total")] == 0
     assert first[key("xdpd_reloads_total", result="applied")] == 0
     assert first[key("xdpd_config_addresses")] == 1  # 192.0.2.0/24
     started = first[key("xdpd_last_reload_success_timestamp_seconds")]

@@ -35,10 +35,14 @@ FAMILIES = {
     "xdpd_rule_packets": ("counter", {"rule", "action"}),
     "xdpd_rule_bytes": ("counter", {"rule", "action"}),
     "xdpd_rule_limited_packets": ("counter", {"rule"}),
+    "xdpd_rule_limited_bytes": ("counter", {"rule"}),
     "xdpd_interface_packets": ("counter", {"interface", "verdict"}),
     "xdpd_interface_bytes": ("counter", {"interface", "verdict"}),
     "xdpd_interface_attached": ("gauge", {"interface", "mode"}),
     "xdpd_bans": ("gauge", set()),
+    "xdpd_ban_capacity": ("gauge", set()),
+    "xdpd_bans_by_rules": ("counter", set()),
+    "xdpd_ban_table_full": ("counter", set()),
     "xdpd_reloads": ("counter", {"result"}),
     "xdpd_last_reload_success_timestamp_seconds": ("gauge", set()),
     "xdpd_config_addresses": ("gauge", set()),
@@ -62,7 +66,7 @@ STATUS = {
                       "limited": {"packets": 30, "bytes": 3000}},
         'odd "name"\\x': {"action": "count", "position": 3, "packets": 2 ** 62, "bytes": 0},
     },
-    "bans": {"active": 3, "capacity": 100, "banned_by_rules": 5, "table_full": 0},
+    "bans": {"active": 3, "capacity": 100, "banned_by_rules": 5, "table_full": 2},
 }
 RELOADS = ReloadCounts(applied=4, rejected=2, last_success=1_700_000_000.25, addresses=1234)
 
@@ -126,7 +130,11 @@ def test_values_are_the_status_values() -> None:
         assert value("xdpd_interface_bytes", interface="eth1", verdict=v.label) == 100 * (1000 + v)
     assert value("xdpd_interface_attached", interface="eth0", mode="native") == 1
     assert value("xdpd_interface_attached", interface="eth1", mode="none") == 0
+    assert value("xdpd_rule_limited_bytes", rule="dns-flood") == 3000
     assert value("xdpd_bans") == 3
+    assert value("xdpd_ban_capacity") == 100
+    assert value("xdpd_bans_by_rules") == 5
+    assert value("xdpd_ban_table_full") == 2
     assert value("xdpd_reloads", result="applied") == 4
     assert value("xdpd_reloads", result="rejected") == 2
     assert value("xdpd_last_reload_success_timestamp_seconds") == 1_700_000_000.25
@@ -150,6 +158,7 @@ def test_nothing_pinned_still_gives_the_reload_families() -> None:
                               ReloadCounts()))
     assert [s.value for s in fams["xdpd_reloads"].samples] == [0, 0]
     assert fams["xdpd_rule_packets"].samples == [] and "xdpd_bans" not in fams
+    assert "xdpd_bans_by_rules" not in fams and "xdpd_ban_table_full" not in fams
 
 
 @pytest.mark.skipif(not os.access(PROMTOOL, os.X_OK) and shutil.which("promtool") is None,
