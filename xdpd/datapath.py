@@ -71,9 +71,11 @@ def _span(span: tuple[int, int, int]) -> layout.Span:
 def _indexed(image: BankImage | None, direction: str, table: AddrTable | None) -> AddrTable | None:
     """What the bank's IPv4 /16 block index holds: ``table``'s index, or None (unknown).
 
-    The flags say whether it was written: a bank an older daemon wrote has
-    prefixes in the trie but no index for them, and one written before a
-    table turned small or big may hold either.  Unknown is written whole.
+    The bank's flags say whether the index was written for the table (the
+    program reads it only then): a bank read back without the flag may hold
+    anything there, and an unknown index is written whole.  (A change of the
+    program's source gives new maps, so this is a safeguard, not an
+    upgrade path.)
     """
     if image is None or table is None:
         return None

@@ -456,9 +456,9 @@ def test_a_big_table_asks_the_trie_only_where_a_longer_prefix_lies(prog, field):
     assert run("11.0.0.1") == ("pass", 0)      # nothing anywhere
 
 
-def test_banks_an_older_daemon_wrote_get_their_block_index_before_the_program_uses_it(prog):
-    """A bank with prefixes in the trie but no block index (no F_*4_BLOCKS: an older
-    daemon's) is known as such when adopted, and its index is written whole."""
+def test_a_bank_read_back_without_its_block_index_gets_it_written_before_the_program_uses_it(prog):
+    """A bank with prefixes in the trie but no block index (no F_*4_BLOCKS) is known
+    as such when adopted, and its index is written whole before the flag."""
     text = f"rules: [{{name: big, action: drop, src: [{BIG_HOSTS}, 100.64.0.0/10]}}]"
     prog.load(text)
     image = prog.dp.known[prog.maps.active_bank()]
@@ -470,7 +470,7 @@ def test_banks_an_older_daemon_wrote_get_their_block_index_before_the_program_us
         cfg.flags &= ~layout.F_SRC4_BLOCKS
     prog.maps.write_state(st)
     frame = frame_v4("udp", "100.100.1.1", V4_DST, 1000, 53)
-    assert prog.run(frame) == "drop"           # the trie, as an older daemon's bank has it
+    assert prog.run(frame) == "drop"           # the trie, as the bank has it
 
     dp = Datapath(prog.maps)
     dp.adopt()
