@@ -19,7 +19,9 @@
  *                                          split: the trie stays small)
  *              blocks array[bank][65536]  per IPv4 /16: the prefixes covering
  *                                          it, and whether a longer one lies in
- *                                          it (else the trie is not consulted)
+ *                                          it (else the trie is not consulted);
+ *                                          for IPv6 per hash of the /32: the
+ *                                          rules of prefixes reaching it
  *              filter: bitmap[2^24]       one bit per hash value of every
  *                                          exact key (both banks): a clear bit
  *                                          proves a miss without the hash map
@@ -199,6 +201,13 @@
  * array read costs a fraction of a trie lookup. */
 #define F_SRC4_BLOCKS (1 << 12)
 #define F_DST4_BLOCKS (1 << 13)
+/* The same for IPv6, by buckets: a hash of the address's /32 picks one of
+ * 2^16 masks, the rules with a prefix reaching some /32 of that bucket; none
+ * proves the trie holds nothing for the address.  (Only for tables with no
+ * prefix shorter than /28: see xdpd/tables.py, block6_index.) */
+#define F_SRC6_BLOCKS (1 << 20)
+#define F_DST6_BLOCKS (1 << 21)
+#define BLOCK6_BITS 16
 #define F_TTL (1 << 14)		/* some rule names ttl (and so on) */
 #define F_LEN (1 << 15)
 #define F_VLAN (1 << 16)
@@ -440,6 +449,8 @@ BPF_TABLE_PINNED("array", u32, struct small6, src6_small, 2, PIN_DIR "/src6_smal
 BPF_TABLE_PINNED("array", u32, struct block16, src4_blocks, 2 * 65536, PIN_DIR "/src4_blocks");
 BPF_TABLE_PINNED("array", u32, struct block16, dst4_blocks, 2 * 65536, PIN_DIR "/dst4_blocks");
 BPF_TABLE_PINNED("array", u32, struct small6, dst6_small, 2, PIN_DIR "/dst6_small");
+BPF_TABLE_PINNED("array", u32, struct mask, src6_blocks, 2 << BLOCK6_BITS, PIN_DIR "/src6_blocks");
+BPF_TABLE_PINNED("array", u32, struct mask, dst6_blocks, 2 << BLOCK6_BITS, PIN_DIR "/dst6_blocks");
 /* Not banked: each holds the bits of both banks' keys (a superset is safe). */
 BPF_TABLE_PINNED("array", u32, u64, src4_filter, FILTER_WORDS, PIN_DIR "/src4_filter");
 BPF_TABLE_PINNED("array", u32, u64, dst4_filter, FILTER_WORDS, PIN_DIR "/dst4_filter");
@@ -694,6 +705,13 @@ static __always_inline u32 hash6(const u8 *a)
 	return (x * 0x9E3779B1u) >> (32 - FILTER_BITS);
 }
 
+/* The IPv6 bucket index's bucket of an address: its /32, hashed; xdpd/tables.py
+ * computes the same (block6). */
+static __always_inline u32 block6(const u8 *a)
+{
+	return (*(const u32 *)a * 0x9E3779B1u) >> (32 - BLOCK6_BITS);
+}
+
 static __always_inline int filter_hit(u64 *word, u32 h)
 {
 	return word && (*word & (1ULL << (h & 63)));
@@ -828,6 +846,12 @@ static __always_inline struct mask src6_match(u32 bank, u32 flags, const struct 
 		}
 	}
 	if (flags & F_SRC6_LPM) {
+		if (flags & F_SRC6_BLOCKS) {
+			u32 bk = (bank << BLOCK6_BITS) + block6(p->s6);
+			struct mask *x = src6_blocks.lookup(&bk);
+			if (x && !(x->w[0] | x->w[1]))
+				return r;
+		}
 		struct lpm6 k = {.prefixlen = 160, .bank = bank};
 		__builtin_memcpy(k.addr, p->s6, 16);
 		mask_or(&r, src6_lpm.lookup(&k));
@@ -892,6 +916,12 @@ static __always_inline struct mask dst6_match(u32 bank, u32 flags, const struct 
 		}
 	}
 	if (flags & F_DST6_LPM) {
+		if (flags & F_DST6_BLOCKS) {
+			u32 bk = (bank << BLOCK6_BITS) + block6(p->d6);
+			struct mask *x = dst6_blocks.lookup(&bk);
+			if (x && !(x->w[0] | x->w[1]))
+				return r;
+		}
 		struct lpm6 k = {.prefixlen = 160, .bank = bank};
 		__builtin_memcpy(k.addr, p->d6, 16);
 		mask_or(&r, dst6_lpm.lookup(&k));

@@ -18,7 +18,7 @@ from .bankread import BankReader, Candidates, enabled_ifaces, read_banks
 from .filters import ExactFilter
 from .imagediff import BankDiff, TableDiff, diff_array, diff_banks
 from .maps import PinnedMaps
-from .tables import ARRAY_MAPS, CFG_MASKS, CFG_SPANS, AddrTable, BankImage, block_index
+from .tables import ARRAY_MAPS, CFG_MASKS, CFG_SPANS, AddrTable, BankImage, block6_index, block_index
 
 GRACE_SECONDS = 0.05
 """Wait after a bank switch before rewriting the old bank: far longer than
@@ -83,6 +83,13 @@ def _indexed(image: BankImage | None, direction: str, table: AddrTable | None) -
     if not table.small and not table.lpm:
         return table  # nothing to index: the index is empty, as written when the table had prefixes
     return table if image.flags & layout.ADDR_FLAGS[(direction, 4, kind)] else None
+
+
+def _indexed6(image: BankImage | None, direction: str, table: AddrTable | None) -> AddrTable | None:
+    """What the bank's IPv6 bucket index holds: ``table``'s index if the flags say it was written, else None."""
+    if image is None or table is None or not image.flags & layout.ADDR_FLAGS[(direction, 6, "blocks")]:
+        return None
+    return table
 
 
 def _lpm_key(keytype: type, bank: int, net: bytes, plen: int):
@@ -187,6 +194,8 @@ class Datapath:
             prev = old.addrs.get((direction, family)) if old else None
             if family == 4:
                 self._write_blocks(bank, direction, _indexed(old, direction, prev), table)
+            elif image.flags & layout.ADDR_FLAGS[(direction, 6, "blocks")]:
+                self._write_blocks6(bank, direction, _indexed6(old, direction, prev), table)
             self._write_small(bank, direction, family, prev, table)
             entries = diff.for_maps((direction, family))
             self._write_exact(bank, direction, family, entries)
@@ -250,6 +259,19 @@ class Datapath:
                           bytes(layout.Mask.of(after[b][0])) + bytes(layout.Mask.of(after[b][1]))
                           for b in blocks)
         m.update_batch(keys, values)
+
+    def _write_blocks6(self, bank: int, direction: str, old: AddrTable | None, new: AddrTable) -> None:
+        """The IPv6 bucket index of ``new`` (all of it when what it holds, ``old``, is unknown)."""
+        if old is not None and old.lpm == new.lpm:
+            return
+        size = 1 << layout.BLOCK6_BITS
+        before, after = block6_index(old) if old is not None else None, block6_index(new)
+        buckets = range(size) if before is None else \
+            sorted(b for b in set(before) | set(after) if before.get(b) != after.get(b))
+        if not buckets:
+            return
+        keys = array.array("I", (bank * size + b for b in buckets)).tobytes()
+        self.maps[f"{direction}6_blocks"].update_batch(keys, _pack_masks([after.get(b, 0) for b in buckets]))
 
     def _write_lpm(self, bank: int, direction: str, family: int, entries: TableDiff) -> None:
         m = self.maps[layout.lpm_map(direction, family)]

@@ -110,6 +110,14 @@ F_SRC4_BLOCKS = 1 << 12
 """The bank's /16 block index (``src4_blocks``) holds its IPv4 source prefixes: the
 program consults the trie only for an address in a block a longer prefix reaches."""
 F_DST4_BLOCKS = 1 << 13
+F_SRC6_BLOCKS = 1 << 20
+"""The bank's IPv6 bucket index (``src6_blocks``) holds its source prefixes: the program
+consults the trie only for an address whose /32's bucket a prefix reaches."""
+F_DST6_BLOCKS = 1 << 21
+BLOCK6_BITS = 16
+"""Buckets per bank in the ``*6_blocks`` maps: 2^16, by a hash of an address's /32."""
+BLOCK6_MIN_PLEN = 28
+"""A table with a shorter IPv6 prefix gets no bucket index (a prefix fills 2^(32 - len) buckets)."""
 HDR_FLAGS = {"ttl_wild": 1 << 14, "len_wild": 1 << 15, "vlan_wild": 1 << 16,
              "tcpf_wild": 1 << 17, "icmpt_wild": 1 << 18, "icmpc_wild": 1 << 19}
 """bank_cfg.flags: some rule names this header field (by its wild mask's name)."""
@@ -129,6 +137,8 @@ ADDR_FLAGS = {
     ("dst", 6, "small"): F_DST6_SMALL,
     ("src", 4, "blocks"): F_SRC4_BLOCKS,
     ("dst", 4, "blocks"): F_DST4_BLOCKS,
+    ("src", 6, "blocks"): F_SRC6_BLOCKS,
+    ("dst", 6, "blocks"): F_DST6_BLOCKS,
 }
 
 
@@ -316,6 +326,8 @@ MAPS: dict[str, tuple[type, type]] = {
     "dst6_small": (ct.c_uint32, Small6),
     "src4_blocks": (ct.c_uint32, Block16),
     "dst4_blocks": (ct.c_uint32, Block16),
+    "src6_blocks": (ct.c_uint32, Mask),
+    "dst6_blocks": (ct.c_uint32, Mask),
     "src4_filter": (ct.c_uint32, ct.c_uint64),
     "dst4_filter": (ct.c_uint32, ct.c_uint64),
     "src6_filter": (ct.c_uint32, ct.c_uint64),

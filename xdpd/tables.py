@@ -111,6 +111,32 @@ def block_index(table: AddrTable | None) -> dict[int, tuple[int, int]]:
     return out
 
 
+def block6(net: bytes) -> int:
+    """The IPv6 bucket index's bucket of an address or prefix: its /32, hashed (the program's block6())."""
+    return ((int.from_bytes(net[:4], "little") * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - layout.BLOCK6_BITS)
+
+
+def block6_indexable(table: AddrTable) -> bool:
+    """Whether an IPv6 table gets a bucket index: prefixes (not small), none shorter than BLOCK6_MIN_PLEN."""
+    return not table.small and bool(table.lpm) and all(plen >= layout.BLOCK6_MIN_PLEN for _, plen, _ in table.lpm)
+
+
+def block6_index(table: AddrTable) -> dict[int, int]:
+    """Bucket -> the rules with a prefix reaching an address whose /32 falls in it (see struct mask).
+
+    A bucket without rules proves that the trie holds nothing for the
+    address; one with rules (another /32 may share it) sends the program to
+    the trie.  Only for a table :func:`block6_indexable` allows.
+    """
+    out: dict[int, int] = {}
+    for net, plen, mask in table.lpm:
+        first = int.from_bytes(net[:4], "big")
+        for top in range(first, first + (1 << max(0, 32 - plen))):
+            b = block6(top.to_bytes(4, "big"))
+            out[b] = out.get(b, 0) | mask
+    return out
+
+
 class RuleEntry(NamedTuple):
     """One rule's ``rules`` array entry: its action and counter slot, and for a
     limit rule its bucket's parameters (:func:`limit_params`)."""
@@ -262,7 +288,7 @@ def build_image(config: Config, rule_slots: Mapping[str, int],
                         flags |= layout.ADDR_FLAGS[(direction, family, "exact")]
                     if table.lpm:
                         flags |= layout.ADDR_FLAGS[(direction, family, "lpm")]
-                        if family == 4:
+                        if family == 4 or block6_indexable(table):
                             flags |= layout.ADDR_FLAGS[(direction, family, "blocks")]
             addrs[(direction, family)] = table
     for name, flag in layout.HDR_FLAGS.items():

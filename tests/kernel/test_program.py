@@ -456,6 +456,36 @@ def test_a_big_table_asks_the_trie_only_where_a_longer_prefix_lies(prog, field):
     assert run("11.0.0.1") == ("pass", 0)      # nothing anywhere
 
 
+BIG_HOSTS6 = ", ".join(f'"2001:db8:ff::{i}"' for i in range(1, layout.SMALL_MAX + 2))
+
+
+@pytest.mark.parametrize("field", ["src", "dst"])
+@pytest.mark.parametrize("short", [False, True], ids=["indexed", "a-short-prefix"])
+def test_a_big_ipv6_table_asks_the_trie_only_for_a_32_a_prefix_reaches(prog, field, short):
+    """Hosts in the hash, prefixes in the trie, and a bucket index of /32s in front of
+    the trie: a prefix's addresses match, through a /28 too, others do not; with a
+    prefix shorter than /28 the table has no index and matches the same."""
+    extra = ', "3000::/16"' if short else ""
+    prog.load(f"""
+        rules:
+          - {{name: big, action: drop, {field}: [{BIG_HOSTS6}, "2001:db8:1::/48", "2001:dd0::/28"{extra}]}}
+    """)
+    flags = prog.maps.state().cfg[prog.maps.active_bank()].flags
+    assert bool(flags & layout.ADDR_FLAGS[(field, 6, "blocks")]) is not short
+
+    def run(addr: str) -> str:
+        src, dst = (addr, "2001:db8:ffff::1") if field == "src" else ("2001:db8:eeee::1", addr)
+        return prog.run(frame_v6("udp", src, dst, 1000, 53))
+
+    assert run("2001:db8:1::7") == "drop"      # the /48
+    assert run("2001:db8:2::7") == "pass"      # its /32, outside the /48: the trie says no
+    assert run("2001:dd3:7::1") == "drop"      # in the /28, another /32 of it
+    assert run("2001:de0::1") == "pass"        # just past the /28
+    assert run("2001:db8:ff::3") == "drop"     # a host: the hash
+    assert run("3fff::1") == "pass"            # nothing anywhere
+    assert run("3000:7::1") == ("drop" if short else "pass")  # inside 3000::/16 only
+
+
 def test_a_bank_read_back_without_its_block_index_gets_it_written_before_the_program_uses_it(prog):
     """A bank with prefixes in the trie but no block index (no F_*4_BLOCKS) is known
     as such when adopted, and its index is written whole before the flag."""

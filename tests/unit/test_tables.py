@@ -260,3 +260,28 @@ rules:
     dst = img.addrs[("dst", 4)]
     assert not dst.small and not dst.lpm and tables.block_index(dst) == {}
     assert not img.flags & layout.F_DST4_BLOCKS       # no prefix: no trie to spare
+
+
+def test_an_ipv6_bucket_index_marks_every_32_a_prefix_reaches():
+    hosts = ", ".join(f"2001:db8:ff::{i}" for i in range(1, layout.SMALL_MAX + 2))
+    img = image(f"""
+rules:
+  - {{name: a, action: drop, src: [{hosts}, "2001:db8:1::/48"]}}
+  - {{name: b, action: drop, src: ["2001:db0::/28"]}}
+""")
+    table = img.addrs[("src", 6)]
+    assert img.flags & layout.F_SRC6_BLOCKS and tables.block6_indexable(table)
+    idx = tables.block6_index(table)
+    a32 = tables.block6(bytes.fromhex("20010db8"))
+    assert idx[a32] & 0b01                            # the /48's /32
+    b32s = {tables.block6((0x20010db0 + i).to_bytes(4, "big")) for i in range(16)}
+    assert all(idx[b] & 0b10 for b in b32s)            # the /28: sixteen /32s
+    assert set(idx) == b32s | {a32}                    # the hosts are in the hash
+    assert not img.flags & layout.F_DST6_BLOCKS        # no IPv6 destination prefix
+
+
+def test_an_ipv6_prefix_shorter_than_28_leaves_the_table_without_a_bucket_index():
+    hosts = ", ".join(f"2001:db8:ff::{i}" for i in range(1, layout.SMALL_MAX + 2))
+    img = image(f"""rules: [{{name: a, action: drop, src: [{hosts}, "2001:0::/20", "2001:db8:1::/48"]}}]""")
+    assert img.flags & layout.F_SRC6_LPM and not img.flags & layout.F_SRC6_BLOCKS
+    assert not tables.block6_indexable(img.addrs[("src", 6)])

@@ -38,8 +38,8 @@ from tools.bench import xdpfilter
 from tools.bench.progrun import ProgramBench, Result
 from tools.bench.report import PacketResults, packet_machine_line, packet_report
 from tools.bench.rulesets import (
-    BASE_DROP_SRC, NOMATCH6_DST, NOMATCH6_SRC, NOMATCH_DST, NOMATCH_SRC, address_rules, base_rules,
-    breakdown_steps, config_of, field_rules, field_rules_worst, frame4, frame6, image_of, ip_str,
+    BASE_DROP_SRC, NOMATCH6_DST, NOMATCH6_ELSEWHERE_SRC, NOMATCH6_SRC, NOMATCH_DST, NOMATCH_SRC, address_rules,
+    base_rules, breakdown_steps, config_of, field_rules, field_rules_worst, frame4, frame6, image_of, ip_str,
     dns4, limit_rules, make_pool, port_rules,
 )
 from tools.bench.session import log, unwind_on_signals
@@ -105,6 +105,8 @@ def run(bench: ProgramBench, args: argparse.Namespace) -> PacketResults:
     rows_1m = bench.run_xdpd("xdpd, 64 rules + 1M addresses", img_1m, [
         ("no match", nomatch4, V.PASS_DEFAULT),
         ("no match, IPv6", nomatch6, V.PASS_DEFAULT),
+        ("no match, IPv6 from a /32 no prefix reaches", frame6(NOMATCH6_ELSEWHERE_SRC, NOMATCH6_DST),
+         V.PASS_DEFAULT),
         ("dropped", frame4(ip_str(pool_1m.v4_hosts[0]), NOMATCH_DST), V.DROP_RULE),
     ])
     del img_1m

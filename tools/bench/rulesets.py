@@ -23,6 +23,9 @@ IFACE_SLOT = 0
 
 NOMATCH_SRC, NOMATCH_DST = "203.0.113.7", "198.51.100.1"
 NOMATCH6_SRC, NOMATCH6_DST = "2001:db8:ffff::7", "2001:db8:ffff::1"
+NOMATCH6_ELSEWHERE_SRC = "3fff::7"
+"""In the other IPv6 documentation prefix (3fff::/20, RFC 9637): a /32 no rule's prefix
+reaches, where 2001:db8::/32 holds the 10-rule set's 2001:db8:bad::/48."""
 BASE_DROP_SRC = "198.18.7.9"
 
 ETH_SRC, ETH_DST = bytes.fromhex("020000000002"), bytes.fromhex("020000000001")
