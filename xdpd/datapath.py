@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import ctypes as ct
 import time
+from typing import Any, Callable
 
 from . import bpfsys, heap, layout
 from .bankread import BankReader, Candidates, enabled_ifaces, read_banks
@@ -247,31 +248,35 @@ class Datapath:
         """The /16 block index of an IPv4 table (all of it when what it holds, ``old``, is unknown)."""
         if old is not None and old.small == new.small and (old == new if new.small else old.lpm == new.lpm):
             return
-        m = self.maps[f"{direction}4_blocks"]
-        before, after = block_index(old), block_index(new)
-        blocks = range(layout.BLOCKS) if old is None else \
-            sorted(b for b in set(before) | set(after) if before.get(b) != after.get(b))
-        if not blocks:
-            return
-        keys = array.array("I", (bank * layout.BLOCKS + b for b in blocks)).tobytes()
         zero = bytes(ct.sizeof(layout.Block16))
-        values = b"".join(zero if b not in after else
-                          bytes(layout.Mask.of(after[b][0])) + bytes(layout.Mask.of(after[b][1]))
-                          for b in blocks)
-        m.update_batch(keys, values)
+        self._write_index(f"{direction}4_blocks", bank, layout.BLOCKS,
+                          None if old is None else block_index(old), block_index(new),
+                          lambda values: b"".join(zero if v is None else
+                                                  bytes(layout.Mask.of(v[0])) + bytes(layout.Mask.of(v[1]))
+                                                  for v in values))
 
     def _write_blocks6(self, bank: int, direction: str, old: AddrTable | None, new: AddrTable) -> None:
         """The IPv6 bucket index of ``new`` (all of it when what it holds, ``old``, is unknown)."""
         if old is not None and old.lpm == new.lpm:
             return
-        size = 1 << layout.BLOCK6_BITS
-        before, after = block6_index(old) if old is not None else None, block6_index(new)
-        buckets = range(size) if before is None else \
-            sorted(b for b in set(before) | set(after) if before.get(b) != after.get(b))
-        if not buckets:
+        self._write_index(f"{direction}6_blocks", bank, 1 << layout.BLOCK6_BITS,
+                          None if old is None else block6_index(old), block6_index(new),
+                          lambda values: _pack_masks([v or 0 for v in values]))
+
+    def _write_index(self, name: str, bank: int, size: int, before: dict[int, Any] | None,
+                     after: dict[int, Any], pack: Callable[[list[Any]], bytes]) -> None:
+        """Write bank ``bank``'s part of index array ``name`` (``size`` entries a bank) to hold ``after``.
+
+        Only the entries that differ from ``before``, or all of them when it
+        is None (unknown); an entry absent from ``after`` is written as
+        ``pack`` makes None.
+        """
+        entries = range(size) if before is None else \
+            sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        if not entries:
             return
-        keys = array.array("I", (bank * size + b for b in buckets)).tobytes()
-        self.maps[f"{direction}6_blocks"].update_batch(keys, _pack_masks([after.get(b, 0) for b in buckets]))
+        keys = array.array("I", (bank * size + k for k in entries)).tobytes()
+        self.maps[name].update_batch(keys, pack([after.get(k) for k in entries]))
 
     def _write_lpm(self, bank: int, direction: str, family: int, entries: TableDiff) -> None:
         m = self.maps[layout.lpm_map(direction, family)]

@@ -6,8 +6,8 @@ Run as root from the repository root: ``make bench``
 :mod:`tools.bench.packet` measures the program one test run at a time; this
 sends real frames.  The live-frames generator (:mod:`tools.trafficgen`;
 its relay where the kernel refuses live frames) floods the victim's veth
-of a throwaway :class:`tests.testbed.netbed.NetBed` flat out (60-byte UDP frames to the victim's address, port 9, where nothing
-listens).  A second bed carries a two-instruction ``XDP_DROP`` program in
+of a throwaway :class:`tests.testbed.netbed.NetBed` flat out (60-byte UDP
+frames to the victim's address, port 9, where nothing listens).  A second bed carries a two-instruction ``XDP_DROP`` program in
 native mode for the whole run: before every flood of a scenario, one flood
 goes there, and the scenario's ratio to that ceiling is the median of the
 per-round ratios.  The victim of the first bed carries, in turn:
